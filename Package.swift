@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "sous",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sous", targets: ["sous"]),
+        .library(name: "SousKit", targets: ["SousKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Pure core: files -> validated values -> rendered commands and plans. No C imports.
+        .target(
+            name: "SousKit",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // libssh2 headers and link flags; shim.h wraps the function-like macros Swift cannot import.
+        .systemLibrary(
+            name: "CLibSSH2",
+            pkgConfig: "libssh2",
+            providers: [.apt(["libssh2-1-dev"])]
+        ),
+        // The only module that imports CLibSSH2.
+        .target(
+            name: "SSH",
+            dependencies: ["CLibSSH2", "SousKit"]
+        ),
+        .executableTarget(
+            name: "sous",
+            dependencies: [
+                "SousKit", "SSH",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "SousKitTests", dependencies: ["SousKit"]),
+        .testTarget(name: "SSHTests", dependencies: ["SSH", "SousKit"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

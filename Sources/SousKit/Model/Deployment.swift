@@ -1,0 +1,72 @@
+/// A recipe placed on an inventory: validated together, ready to render.
+public struct Deployment: Sendable {
+    public var recipe: Recipe
+    public var inventory: Inventory
+    /// The engine settings after the inventory's hardware profile overrides.
+    public var engine: EngineSettings
+    public var warnings: [ConfigIssue]
+
+    /// Loads both files and checks what only the pair can tell; throws every problem at once.
+    public static func load(recipe recipePath: String, inventory inventoryPath: String) throws(ConfigErrors) -> Deployment {
+        var issues: [ConfigIssue] = []
+        var recipe: Recipe?, inventory: Inventory?
+        do { let r = try RecipeReader.load(path: recipePath); recipe = r.0; issues += r.1 } catch { issues += error.issues }
+        do { let i = try InventoryReader.load(path: inventoryPath); inventory = i.0; issues += i.1 } catch { issues += error.issues }
+        guard let recipe, let inventory else { throw ConfigErrors(issues) }
+        return try make(recipe: recipe, inventory: inventory, issues: issues)
+    }
+
+    public static func make(recipe: Recipe, inventory: Inventory, issues: [ConfigIssue] = []) throws(ConfigErrors) -> Deployment {
+        var issues = issues
+        let engine = recipe.engine(for: inventory.hardware)
+        func err(_ key: String, _ problem: String, hint: String? = nil) {
+            issues.append(ConfigIssue(.error, file: recipe.file, location: recipe.locations[key.split(separator: ".").first.map(String.init) ?? key], keyPath: key, problem: problem, hint: hint))
+        }
+        func warn(_ key: String, _ problem: String, hint: String? = nil) {
+            issues.append(ConfigIssue(.warning, file: recipe.file, location: recipe.locations[key.split(separator: ".").first.map(String.init) ?? key], keyPath: key, problem: problem, hint: hint))
+        }
+
+        let gpus = inventory.nodes.count * inventory.gpusPerNode
+        if recipe.tensorParallelSize != gpus {
+            err("tensor_parallel_size", "\(recipe.tensorParallelSize) does not match the inventory: \(inventory.nodes.count) node\(inventory.nodes.count == 1 ? "" : "s") × \(inventory.gpusPerNode) GPU = \(gpus) (\(inventory.file))",
+                hint: "use an inventory with \(recipe.tensorParallelSize / max(1, inventory.gpusPerNode)) nodes, or a recipe with tensor_parallel_size \(gpus)")
+        }
+        if recipe.clientContext >= engine.maxModelLen {
+            err("client.context", "\(recipe.clientContext) must stay below max_model_len (\(engine.maxModelLen) under the \(inventory.hardware ?? "default") profile)")
+        }
+        if let profile = inventory.profile, profile.unifiedMemory, engine.gpuMemoryUtilization > profile.maxSafeGpuMemoryUtilization {
+            warn("gpu_memory_utilization", "\(engine.gpuMemoryUtilization) is above \(profile.maxSafeGpuMemoryUtilization) on \(profile.name): GPU and OS share \(profile.memoryGiB) GB of unified memory, and a host with too little left can wedge without any OOM kill",
+                 hint: "set hardware.\(profile.name).gpu_memory_utilization to 0.8")
+        }
+        let catalog = ParserCatalog.builtin
+        if let v = inventory.vllmVersion {
+            if v < recipe.minVLLMVersion {
+                err("min_vllm_version", "the recipe needs vLLM \(recipe.minVLLMVersion), but \(inventory.image) runs \(v)",
+                    hint: "bump `image` in \(inventory.file)")
+            }
+            if inventory.launcher == .mp, inventory.nodes.count > 1, v < VLLMVersion(0, 11, 1) {
+                issues.append(ConfigIssue(file: inventory.file, location: nil, keyPath: "launcher",
+                                          problem: "vLLM \(v) cannot run the mp launcher across nodes (it arrived in 0.11.1)",
+                                          hint: "set `launcher: ray`, or use a newer image"))
+            }
+            if !catalog.hasSystemFingerprint(v) {
+                warn("min_vllm_version", "vLLM \(v) does not report system_fingerprint (0.21.0 and later do): the tensor-parallel topology will be verified from docker inspect and the engine log instead")
+            }
+        }
+        for (kind, name, key) in [(ParserCatalog.Kind.toolCall, Optional(recipe.toolCallParser), "parsers.tool_call"),
+                                  (.reasoning, recipe.reasoningParser, "parsers.reasoning")] {
+            guard let name else { continue }
+            switch catalog.check(name, kind: kind, version: inventory.vllmVersion) {
+            case .registered: break
+            case .unconfirmed(let checked, let first):
+                warn(key, "`\(name)` is not in vLLM \(checked) (the nearest release sous knows below \(inventory.vllmVersion!)) but is in \(first): cannot confirm it exists in \(inventory.vllmVersion!)")
+            case .unknown(let suggestion):
+                let on = inventory.vllmVersion.map { "vLLM \($0) (\(inventory.image))" } ?? "the newest vLLM sous knows"
+                err(key, "`\(name)` is not a registered \(kind.rawValue) parser in \(on); vLLM would fail at engine start, after loading",
+                    hint: suggestion.map { "did you mean `\($0)`?" } ?? catalog.firstRelease(with: name, kind: kind).map { "it first appears in vLLM \($0)" })
+            }
+        }
+        if issues.contains(where: { $0.severity == .error }) { throw ConfigErrors(issues) }
+        return Deployment(recipe: recipe, inventory: inventory, engine: engine, warnings: issues)
+    }
+}

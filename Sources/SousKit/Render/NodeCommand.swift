@@ -1,0 +1,200 @@
+import Foundation
+
+/// Fixed names and paths sous uses on every node.
+public enum NodePaths {
+    public static let container = "sous-vllm"
+    public static let stateDir = "/var/lib/sous"
+    public static let envFile = "/var/lib/sous/vllm.env"
+    public static let configFile = "/var/lib/sous/serve.yaml"
+    /// Where the config file appears inside the container.
+    public static let configInContainer = "/etc/sous/serve.yaml"
+    public static let hfCacheInContainer = "/root/.cache/huggingface"
+    public static let rayPort = 6379
+}
+
+/// One line of a node's env file.
+public enum EnvValue: Sendable, Equatable {
+    case plain(String)
+    /// The API key, read at apply time from the named local environment variable; never rendered.
+    case secret(fromLocalEnv: String)
+}
+
+/// Everything one node runs: its env file (0600) and its container command.
+public struct NodeCommand: Sendable {
+    public var node: NodeSpec
+    public var rank: Int
+    public var env: [(name: String, value: EnvValue)]
+    /// `docker run …` as argv.
+    public var dockerArgv: [String]
+    /// The `vllm serve …` part alone (after the entrypoint), for audits and the sim.
+    public var serveArgv: [String]
+
+    public var isHead: Bool { rank == 0 }
+
+    /// The env file's text, with the secret as [REDACTED] (`secret` given: its real value, for the 0600 upload).
+    public func envFileText(secret: Secret? = nil) -> String {
+        env.map { name, value in
+            switch value {
+            case .plain(let v): return "\(name)=\(v)\n"
+            case .secret: return "\(name)=\(secret?.reveal() ?? Secret.redacted)\n"
+            }
+        }.joined()
+    }
+}
+
+/// How the serve flags reach vLLM.
+public enum ServeForm: Sendable {
+    /// Every flag on the command line.
+    case flags
+    /// A `--config` YAML file with the flags every node shares; only per-node flags on the command line.
+    case config
+}
+
+/// Renders a deployment into per-node commands. Pure: no I/O, no clock.
+public struct Renderer: Sendable {
+    public var deployment: Deployment
+    public init(_ deployment: Deployment) { self.deployment = deployment }
+
+    var recipe: Recipe { deployment.recipe }
+    var inventory: Inventory { deployment.inventory }
+    var engine: EngineSettings { deployment.engine }
+
+    public func nodes(form: ServeForm = .flags) throws(ShellQuote.Unrepresentable) -> [NodeCommand] {
+        var result: [NodeCommand] = []
+        for (rank, node) in inventory.ranked {
+            result.append(try command(for: node, rank: rank, form: form))
+        }
+        return result
+    }
+
+    // MARK: vllm serve
+
+    /// Flags every rank shares (model, parallelism, parsers, memory, sampling, extra args), in a fixed order.
+    public func sharedFlags() -> [(flag: String, value: String?)] {
+        var f: [(String, String?)] = []
+        if let rev = recipe.revision { f.append(("revision", rev)) }
+        f.append(("served-model-name", recipe.servedModelName))
+        f.append(("tensor-parallel-size", "\(recipe.tensorParallelSize)"))
+        if inventory.launcher == .ray { f.append(("distributed-executor-backend", "ray")) }
+        f.append(("tool-call-parser", recipe.toolCallParser))
+        f.append(("enable-auto-tool-choice", nil))
+        if let r = recipe.reasoningParser { f.append(("reasoning-parser", r)) }
+        if case .method(let m, _) = recipe.quantization { f.append(("quantization", m)) }
+        f.append(("kv-cache-dtype", engine.kvCacheDtype))
+        f.append(("max-model-len", "\(engine.maxModelLen)"))
+        f.append(("gpu-memory-utilization", format(engine.gpuMemoryUtilization)))
+        if recipe.trustRemoteCode { f.append(("trust-remote-code", nil)) }
+        if engine.enableChunkedPrefill { f.append(("enable-chunked-prefill", nil)) }
+        if !recipe.sampling.isEmpty { f.append(("override-generation-config", samplingJSON)) }
+        for (flag, value) in engine.extraArgs {
+            switch value {
+            case .on: f.append((flag, nil))
+            case .off: f.append(("no-\(flag)", nil))
+            case .value(let v): f.append((flag, v))
+            }
+        }
+        return f
+    }
+
+    /// `{"temperature":1.0,"top_p":0.95}`, keys in recipe order, numbers as written.
+    public var samplingJSON: String {
+        "{" + recipe.sampling.map { key, n in
+            let text = n.text.range(of: #"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"#, options: .regularExpression) != nil ? n.text : "\(n.value)"
+            return "\"\(key)\":\(text)"
+        }.joined(separator: ",") + "}"
+    }
+
+    func format(_ d: Double) -> String { d == d.rounded() ? String(Int(d)) : "\(d)" }
+
+    /// Flags that differ per node (rendezvous, rank, the API server on the head).
+    func rankFlags(node: NodeSpec, rank: Int) -> [(String, String?)] {
+        var f: [(String, String?)] = []
+        let multiNode = inventory.nodes.count > 1
+        if inventory.launcher == .mp, multiNode {
+            f += [("nnodes", "\(inventory.nodes.count)"), ("node-rank", "\(rank)"),
+                  ("master-addr", inventory.head.interconnectIP), ("master-port", "\(inventory.masterPort)")]
+            if rank > 0 { f.append(("headless", nil)) }
+        }
+        if rank == 0 { f += [("host", "0.0.0.0"), ("port", "\(inventory.port)")] }
+        return f
+    }
+
+    static func argv(_ flags: [(String, String?)]) -> [String] {
+        flags.flatMap { flag, value in ["--\(flag)"] + (value.map { [$0] } ?? []) }
+    }
+
+    /// The `--config` YAML every node shares (long flag names as keys; JSON strings are valid YAML scalars).
+    public func configYAML() -> String {
+        var lines = ["# Written by sous for recipe \(recipe.name) on cluster \(inventory.cluster). Per-node flags are on the command line.",
+                     "model: \(jsonString(recipe.model))"]
+        for (flag, value) in sharedFlags() {
+            if let value {
+                let isNumber = Double(value) != nil && value.range(of: "^-?[0-9.]+$", options: .regularExpression) != nil
+                lines.append("\(flag): \(isNumber ? value : jsonString(value))")
+            } else {
+                lines.append(flag.hasPrefix("no-") ? "\(flag.dropFirst(3)): false" : "\(flag): true")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    func jsonString(_ s: String) -> String {
+        let data = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
+        let text = String(decoding: data, as: UTF8.self)
+        return String(text.dropFirst().dropLast())
+    }
+
+    // MARK: per node
+
+    public func env(for node: NodeSpec, rank: Int) -> [(name: String, value: EnvValue)] {
+        var e: [(String, EnvValue)] = [("VLLM_HOST_IP", .plain(node.interconnectIP))]
+        for name in ["NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "TP_SOCKET_IFNAME", "UCX_NET_DEVICES"] {
+            e.append((name, .plain(inventory.interface)))
+        }
+        if let hca = inventory.ncclIbHca { e.append(("NCCL_IB_HCA", .plain(hca))) }
+        e.append(("PYTORCH_CUDA_ALLOC_CONF", .plain("expandable_segments:True")))
+        e.append(("HF_HUB_OFFLINE", .plain("1")))
+        if inventory.launcher == .ray {
+            e.append(("RAY_memory_monitor_refresh_ms", .plain("0")))
+            e.append(("VLLM_DISTRIBUTED_EXECUTOR_CONFIG", .plain(#"{"placement_group_options":{"strategy":"SPREAD"}}"#)))
+        }
+        for (name, value) in engine.env { e.append((name, .plain(value))) }
+        if rank == 0, let keyEnv = inventory.apiKeyEnv { e.append(("VLLM_API_KEY", .secret(fromLocalEnv: keyEnv))) }
+        return e
+    }
+
+    func command(for node: NodeSpec, rank: Int, form: ServeForm) throws(ShellQuote.Unrepresentable) -> NodeCommand {
+        var docker = ["docker", "run", "-d", "--name", NodePaths.container,
+                      "--gpus", "all", "--network", "host", "--ipc", "host", "--shm-size", inventory.shmSize]
+        if inventory.ncclIbHca != nil {
+            docker += ["--device", "/dev/infiniband", "--cap-add", "IPC_LOCK", "--ulimit", "memlock=-1"]
+        }
+        docker += ["-v", "\(inventory.hfCache(on: node)):\(NodePaths.hfCacheInContainer)",
+                   "--env-file", NodePaths.envFile]
+        if form == .config { docker += ["-v", "\(NodePaths.configFile):\(NodePaths.configInContainer):ro"] }
+        docker += ["--label", "sous.cluster=\(inventory.cluster)", "--label", "sous.recipe=\(recipe.name)",
+                   "--label", "sous.rank=\(rank)"]
+
+        let serve: [String]
+        switch form {
+        case .flags: serve = ["serve", recipe.model] + Self.argv(sharedFlags() + rankFlags(node: node, rank: rank))
+        case .config: serve = ["serve", "--config", NodePaths.configInContainer] + Self.argv(rankFlags(node: node, rank: rank))
+        }
+
+        switch inventory.launcher {
+        case .mp:
+            docker += ["--entrypoint", "vllm", inventory.image] + serve
+        case .ray where rank == 0:
+            let start = ["ray", "start", "--head", "--port", "\(NodePaths.rayPort)", "--node-ip-address", node.interconnectIP]
+            let script = try ShellQuote.join(start) + " && exec " + ShellQuote.join(["vllm"] + serve)
+            docker += ["--entrypoint", "bash", inventory.image, "-c", script]
+        case .ray:
+            docker += ["--entrypoint", "ray", inventory.image, "start", "--block",
+                       "--address", "\(inventory.head.interconnectIP):\(NodePaths.rayPort)", "--node-ip-address", node.interconnectIP]
+        }
+        // Reject NUL and other unrepresentable input before anything is shown or run.
+        _ = try ShellQuote.join(docker)
+        return NodeCommand(node: node, rank: rank, env: env(for: node, rank: rank), dockerArgv: docker,
+                           serveArgv: inventory.launcher == .ray && rank > 0 ? [] : serve)
+    }
+}
