@@ -41,7 +41,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "SousKitTests", dependencies: ["SousKit"]),
+        .testTarget(name: "SousKitTests", dependencies: ["SousKit"], exclude: ["Golden"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "SousKit"]),
     ],
     swiftLanguageModes: [.v6]

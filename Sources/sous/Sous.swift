@@ -1,7 +1,64 @@
 import ArgumentParser
+import Foundation
 import SousKit
 
 @main
-struct Sous: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "sous", abstract: "vLLM cluster tool")
+struct Sous: AsyncParsableCommand {
+    static let version = "0.1.0"
+    static let configuration = CommandConfiguration(
+        commandName: "sous",
+        abstract: "Bring up, upgrade and keep honest a self-hosted vLLM cluster (two DGX Sparks, tensor parallel 2).",
+        discussion: """
+        sous reads two files: a recipe (recipes/*.yaml: the model card's parsers, memory, sampling and client limits) \
+        and an inventory (inventory/*.yaml: the nodes and cluster settings), and turns them into the exact commands \
+        each node runs.
+
+        Start with:
+          sous recipes                                   list the shipped recipes
+          sous render --recipe R --inventory I           what each node will run
+          sous plan   --recipe R --inventory I           the steps of bringing the cluster up
+
+        Exit codes: 0 ok · 1 a check failed or drift · 2 bad input or usage (nothing touched) · 3 a node could not be reached.
+        """,
+        version: version,
+        subcommands: [RenderCommand.self, PlanCommand.self, RecipesCommand.self, ParsersCommand.self]
+    )
+
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch let failure as SousFailure {
+            Console.error(failure.message, hint: failure.hint)
+            Foundation.exit(failure.exitCode.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success || code == ExitCode(0) {
+                if !message.isEmpty { print(message) }
+                Foundation.exit(0)
+            }
+            if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            // Usage errors are exit 2 (ArgumentParser's default is 64).
+            Foundation.exit(code == .validationFailure ? ExitStatus.badInput.rawValue : code.rawValue)
+        }
+    }
+}
+
+/// Where sous writes for people: results on stdout, problems on stderr.
+enum Console {
+    static func error(_ message: String, hint: String? = nil) {
+        var text = "error: \(message)\n"
+        if let hint { text += "hint: \(hint)\n" }
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+    static func warnings(_ issues: [ConfigIssue]) {
+        for issue in issues where issue.severity == .warning {
+            FileHandle.standardError.write(Data((issue.description + "\n").utf8))
+        }
+    }
 }

@@ -7,11 +7,11 @@ public struct Deployment: Sendable {
     public var warnings: [ConfigIssue]
 
     /// Loads both files and checks what only the pair can tell; throws every problem at once.
-    public static func load(recipe recipePath: String, inventory inventoryPath: String) throws(ConfigErrors) -> Deployment {
+    public static func load(recipe recipePath: String, inventory inventoryPath: String, relativeTo directory: String? = nil) throws(ConfigErrors) -> Deployment {
         var issues: [ConfigIssue] = []
         var recipe: Recipe?, inventory: Inventory?
-        do { let r = try RecipeReader.load(path: recipePath); recipe = r.0; issues += r.1 } catch { issues += error.issues }
-        do { let i = try InventoryReader.load(path: inventoryPath); inventory = i.0; issues += i.1 } catch { issues += error.issues }
+        do { let r = try RecipeReader.load(path: recipePath, relativeTo: directory); recipe = r.0; issues += r.1 } catch { issues += error.issues }
+        do { let i = try InventoryReader.load(path: inventoryPath, relativeTo: directory); inventory = i.0; issues += i.1 } catch { issues += error.issues }
         guard let recipe, let inventory else { throw ConfigErrors(issues) }
         return try make(recipe: recipe, inventory: inventory, issues: issues)
     }
@@ -20,10 +20,10 @@ public struct Deployment: Sendable {
         var issues = issues
         let engine = recipe.engine(for: inventory.hardware)
         func err(_ key: String, _ problem: String, hint: String? = nil) {
-            issues.append(ConfigIssue(.error, file: recipe.file, location: recipe.locations[key.split(separator: ".").first.map(String.init) ?? key], keyPath: key, problem: problem, hint: hint))
+            issues.append(ConfigIssue(.error, file: recipe.file, location: recipe.location(of: key), keyPath: key, problem: problem, hint: hint))
         }
         func warn(_ key: String, _ problem: String, hint: String? = nil) {
-            issues.append(ConfigIssue(.warning, file: recipe.file, location: recipe.locations[key.split(separator: ".").first.map(String.init) ?? key], keyPath: key, problem: problem, hint: hint))
+            issues.append(ConfigIssue(.warning, file: recipe.file, location: recipe.location(of: key), keyPath: key, problem: problem, hint: hint))
         }
 
         let gpus = inventory.nodes.count * inventory.gpusPerNode

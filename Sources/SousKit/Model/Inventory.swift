@@ -65,9 +65,11 @@ public enum InventoryReader {
     static let nodeKeys = ["name", "host", "port", "user", "identity_file", "interconnect_ip", "role"]
     static let interconnectKeys = ["interface", "master_port", "nccl_ib_hca"]
 
-    public static func load(path: String) throws(ConfigErrors) -> (Inventory, [ConfigIssue]) {
+    /// Loads a file; `directory` resolves a relative path without changing how the file is named in messages.
+    public static func load(path: String, relativeTo directory: String? = nil) throws(ConfigErrors) -> (Inventory, [ConfigIssue]) {
         let sink = IssueSink(file: path)
-        guard let text = readText(path, sink: sink) else { throw ConfigErrors(sink.issues) }
+        let resolved = path.hasPrefix("/") ? path : directory.map { "\($0)/\(path)" } ?? path
+        guard let text = readText(resolved, sink: sink) else { throw ConfigErrors(sink.issues) }
         return try parse(text, file: path, sink: sink)
     }
 

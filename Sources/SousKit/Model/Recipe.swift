@@ -68,6 +68,11 @@ public struct Recipe: Sendable {
         profile.flatMap { hardwareEngines[$0] } ?? engine
     }
 
+    /// Where a key was written (a nested key falls back to its parent).
+    public func location(of keyPath: String) -> SourceLocation? {
+        locations[keyPath] ?? locations[keyPath.split(separator: ".").first.map(String.init) ?? keyPath]
+    }
+
     public var hardwareProfiles: [String] { hardwareEngines.keys.sorted() }
 }
 
@@ -109,9 +114,11 @@ public enum RecipeReader {
     ]
 
     /// Loads one recipe file; throws `ConfigErrors` listing every problem found.
-    public static func load(path: String) throws(ConfigErrors) -> (Recipe, [ConfigIssue]) {
+    /// Loads a file; `directory` resolves a relative path without changing how the file is named in messages.
+    public static func load(path: String, relativeTo directory: String? = nil) throws(ConfigErrors) -> (Recipe, [ConfigIssue]) {
         let sink = IssueSink(file: path)
-        guard let text = readText(path, sink: sink) else { throw ConfigErrors(sink.issues) }
+        let resolved = path.hasPrefix("/") ? path : directory.map { "\($0)/\(path)" } ?? path
+        guard let text = readText(resolved, sink: sink) else { throw ConfigErrors(sink.issues) }
         return try parse(text, file: path, sink: sink)
     }
 
@@ -151,6 +158,7 @@ public enum RecipeReader {
 
         var toolCall: String?, reasoning: String?
         if let parsers = map.required("parsers")?.mapping(allowed: ["tool_call", "reasoning"]) {
+            for entry in parsers.entries { locations[entry.value.path] = entry.value.location }
             toolCall = parsers.required("tool_call", what: "vLLM's --tool-call-parser name")?.string()
             reasoning = parsers["reasoning"]?.string()
             if let toolCall { checkParser(toolCall, kind: .toolCall, at: parsers["tool_call"]!, minVersion: minVersion, sink: sink) }

@@ -7,7 +7,7 @@ public enum ShellQuote {
         public var value: String
         public var message: String { "cannot pass a value containing a NUL byte to a shell: \(value.debugDescription)" }
         public var hint: String? { "remove the NUL character from the recipe or inventory value" }
-        public var exitCode: ExitCode { .badInput }
+        public var exitCode: ExitStatus { .badInput }
     }
 
     private static func isSafe(_ s: Unicode.Scalar) -> Bool {
@@ -28,7 +28,15 @@ public enum ShellQuote {
         if arg.unicodeScalars.contains("\0") { throw Unrepresentable(value: arg) }
         if arg.isEmpty { return "''" }
         if arg.unicodeScalars.allSatisfy(isSafe), !(commandWord && arg.contains("=")) { return arg }
-        return "'" + arg.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        // Work on Unicode scalars: a `'` followed by a combining mark is one Character, and
+        // Character-level replacement would miss it and leave the quote open.
+        var out = String.UnicodeScalarView()
+        out.append("'")
+        for scalar in arg.unicodeScalars {
+            if scalar == "'" { out.append(contentsOf: "'\\''".unicodeScalars) } else { out.append(scalar) }
+        }
+        out.append("'")
+        return String(out)
     }
 
     /// Joins argv into one command line for `sh -c` (what an SSH exec request carries).

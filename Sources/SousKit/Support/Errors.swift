@@ -1,7 +1,7 @@
 import Foundation
 
 /// Process exit codes, the same for every subcommand (documented in README.md).
-public enum ExitCode: Int32, Sendable {
+public enum ExitStatus: Int32, Sendable {
     /// Everything asked for was done and verified.
     case ok = 0
     /// A check failed or drift was found; the input itself was fine.
@@ -58,7 +58,7 @@ public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
 public protocol SousFailure: Error, Sendable {
     var message: String { get }
     var hint: String? { get }
-    var exitCode: ExitCode { get }
+    var exitCode: ExitStatus { get }
 }
 
 /// Validation found errors in one or more files; nothing was touched.
@@ -71,7 +71,7 @@ public struct ConfigErrors: SousFailure, CustomStringConvertible {
             + issues.map(\.description).joined(separator: "\n")
     }
     public var hint: String? { nil }
-    public var exitCode: ExitCode { .badInput }
+    public var exitCode: ExitStatus { .badInput }
     public var description: String { message }
 }
 
@@ -83,5 +83,5 @@ public struct UsageError: SousFailure {
         self.message = message
         self.hint = hint
     }
-    public var exitCode: ExitCode { .badInput }
+    public var exitCode: ExitStatus { .badInput }
 }

@@ -1,0 +1,72 @@
+import Foundation
+
+/// One step of bringing a cluster up: where it runs, how sous tells it is already done, and what it changes otherwise.
+public struct PlanStep: Sendable, Encodable, Equatable {
+    public var id: String
+    public var title: String
+    public var nodes: [String]
+    /// How sous decides the step is already done (`ok`) and skips it.
+    public var check: String
+    /// What the step does when the check says it is not done (`changed`).
+    public var apply: String
+}
+
+/// The ordered steps of `sous up`, as values: `sous plan` prints them, `sous up` runs them.
+public enum UpPlan {
+    public static func steps(_ d: Deployment) -> [PlanStep] {
+        let inv = d.inventory, recipe = d.recipe
+        let all = inv.nodes.map(\.name)
+        let workers = inv.ranked.filter { $0.rank > 0 }.map(\.node.name)
+        let head = inv.head.name
+        let fingerprint = inv.vllmVersion.map { ParserCatalog.builtin.hasSystemFingerprint($0) } ?? true
+        let tp = "tp\(recipe.tensorParallelSize)"
+        let mem = Int((d.engine.gpuMemoryUtilization * 100).rounded())
+        var steps: [PlanStep] = [
+            PlanStep(id: "preflight", title: "preflight", nodes: all,
+                     check: "SSH with a verified host key; `sudo -n true`; `docker version`; `nvidia-smi -L` shows a GPU; each node reaches the others' interconnect IP on \(inv.interface); free memory ≥ \(mem)% of total",
+                     apply: "nothing: read-only, and `up` stops here on the first failure"),
+            PlanStep(id: "harden.sshd", title: "keep sshd alive under memory pressure", nodes: all,
+                     check: "/proc/<sshd pid>/oom_score_adj is -1000",
+                     apply: "write /etc/systemd/system/ssh.service.d/sous-oom.conf (OOMScoreAdjust=-1000); systemctl daemon-reload; systemctl restart ssh"),
+            PlanStep(id: "harden.earlyoom", title: "earlyoom avoids sshd and prefers vLLM", nodes: all,
+                     check: "`systemctl is-active earlyoom` and /etc/default/earlyoom as sous writes it",
+                     apply: "apt-get install -y earlyoom; write /etc/default/earlyoom; systemctl enable --now earlyoom"),
+            PlanStep(id: "pull", title: "pull \(inv.image)", nodes: all,
+                     check: "`docker image inspect --format {{.Id}} \(inv.image)` gives one ID on every node",
+                     apply: "`docker pull \(inv.image)` on all nodes at once, then compare image IDs"),
+            PlanStep(id: "model", title: "checkpoint \(recipe.model)\(recipe.revision.map { "@\($0)" } ?? "") on every node", nodes: all,
+                     check: "config.json, tokenizer and every safetensors shard under the HF cache (HF_HUB_OFFLINE=1 is set)",
+                     apply: "download once on \(head), copy to the others over the interconnect"),
+            PlanStep(id: "env", title: "env file \(NodePaths.envFile) (0600)", nodes: all,
+                     check: "the file exists with mode 0600 and the rendered content" + (inv.apiKeyEnv != nil ? " (the API key on \(head) only)" : ""),
+                     apply: "SFTP upload to a temporary name with mode 0600, then rename over the old file"),
+        ]
+        if !workers.isEmpty {
+            steps.append(PlanStep(id: "start.workers", title: "start worker rank\(workers.count == 1 ? "" : "s")", nodes: workers,
+                                  check: "container \(NodePaths.container) is running with the rendered image and arguments (`docker inspect`)",
+                                  apply: "`docker rm -f \(NodePaths.container)`; `docker run` as `sous render` prints"))
+        }
+        steps.append(PlanStep(id: "start.head", title: "start the head (rank 0, API on :\(inv.port))", nodes: [head],
+                              check: "container \(NodePaths.container) is running with the rendered image and arguments (`docker inspect`)",
+                              apply: "`docker rm -f \(NodePaths.container)`; `docker run` as `sous render` prints"))
+        steps.append(PlanStep(id: "wait", title: "wait for the engine", nodes: [head],
+                              check: "containers running on every node → GET /health 200 → GET /v1/models lists \(recipe.servedModelName)"
+                                + (inv.apiKeyEnv != nil ? " with the key, and 401 without it" : ""),
+                              apply: "poll each layer with its own timeout; on failure show that node's container log"))
+        steps.append(PlanStep(id: "verify", title: "verify like an agent", nodes: [head],
+                              check: (fingerprint ? "a real completion whose system_fingerprint contains -\(tp)-" : "vLLM \(inv.vllmVersion!) has no system_fingerprint: --tensor-parallel-size \(recipe.tensorParallelSize) on every node from `docker inspect` and the engine log")
+                                + "; then the four checks: model list, forced tool call, JSON arguments, tool-result round trip",
+                              apply: "nothing: read-only; the result goes to the journal"))
+        return steps
+    }
+
+    public static func text(_ d: Deployment, steps: [PlanStep]) -> String {
+        var out = "sous plan: recipe \(d.recipe.name) on cluster \(d.inventory.cluster) (\(d.inventory.nodes.count) nodes, tp \(d.recipe.tensorParallelSize), \(d.inventory.image))\n"
+        for (i, s) in steps.enumerated() {
+            out += "\n\(String(format: "%2d", i + 1)). \(s.title)  [\(s.nodes.joined(separator: ", "))]\n"
+            out += "    ok when: \(s.check)\n"
+            out += "    else:    \(s.apply)\n"
+        }
+        return out
+    }
+}

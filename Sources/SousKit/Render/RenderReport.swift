@@ -1,0 +1,114 @@
+import Foundation
+
+/// Turns rendered node commands into what `sous render` prints: a paste-able shell script, the --config form, or JSON.
+public enum RenderReport {
+    /// Breaks argv into lines a person can read: each flag with its value on its own continued line.
+    /// `firstLine` tokens stay together on the first line (`docker run -d --name sous-vllm`).
+    public static func pretty(_ argv: [String], firstLine: Int = 1) throws(ShellQuote.Unrepresentable) -> String {
+        var groups: [[String]] = []
+        for (i, token) in argv.enumerated() {
+            let quoted = try ShellQuote.quote(token, commandWord: i == 0)
+            if i > 0, i < firstLine {
+                groups[0].append(quoted)
+            } else if token.hasPrefix("-") || groups.isEmpty {
+                groups.append([quoted])
+            } else if let last = groups.last, last.count == 1, last[0].hasPrefix("-") {
+                groups[groups.count - 1].append(quoted)
+            } else if let last = groups.last, !last[0].hasPrefix("-") {
+                groups[groups.count - 1].append(quoted)
+            } else {
+                groups.append([quoted])
+            }
+        }
+        return groups.enumerated().map { i, g in (i == 0 ? "" : "  ") + g.joined(separator: " ") }
+            .joined(separator: " \\\n")
+    }
+
+    static func header(_ d: Deployment) -> String {
+        let inv = d.inventory
+        let version = inv.vllmVersion.map { "vLLM \($0)" } ?? "vLLM version unknown"
+        return "# sous render: recipe \(d.recipe.name) on cluster \(inv.cluster) — \(inv.image) (\(version)), \(inv.launcher.rawValue) launcher, tp \(d.recipe.tensorParallelSize)\n"
+    }
+
+    static func nodeTitle(_ c: NodeCommand) -> String {
+        let role = c.isHead ? "head" : "worker"
+        return "# ── \(c.node.name) · \(role) · rank \(c.rank) · \(c.node.user)@\(c.node.host)"
+    }
+
+    /// The env file written as a paste-able block: a 0600 file, the plain lines, then the key read from the
+    /// operator's own shell (printf is a shell builtin, so the key never appears in `ps`).
+    static func envBlock(_ c: NodeCommand) throws(ShellQuote.Unrepresentable) -> String {
+        var out = "install -m 0600 /dev/null \(NodePaths.envFile)\n"
+        out += "cat >> \(NodePaths.envFile) <<'SOUS_ENV'\n"
+        for (name, value) in c.env { if case .plain(let v) = value { out += "\(name)=\(v)\n" } }
+        out += "SOUS_ENV\n"
+        for (name, value) in c.env {
+            if case .secret(let local) = value {
+                out += "printf '\(name)=%s\\n' \"$\(local)\" >> \(NodePaths.envFile)   # \(Secret.redacted): export \(local) first\n"
+            }
+        }
+        return out
+    }
+
+    static func prepare(_ c: NodeCommand) -> String {
+        "sudo install -d -m 0755 -o \(c.node.user) \(NodePaths.stateDir)\n"
+    }
+
+    public static func shell(_ d: Deployment, nodes: [NodeCommand]) throws(ShellQuote.Unrepresentable) -> String {
+        var out = header(d)
+        for c in nodes {
+            out += "\n" + nodeTitle(c) + "\n"
+            out += prepare(c) + (try envBlock(c)) + (try pretty(c.dockerArgv, firstLine: 5)) + "\n"
+        }
+        return out
+    }
+
+    public static func config(_ d: Deployment, nodes: [NodeCommand], yaml: String) throws(ShellQuote.Unrepresentable) -> String {
+        var out = header(d)
+        out += "\n# \(NodePaths.configFile), the same on every node:\n"
+        out += yaml.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "#   \($0)" }.joined(separator: "\n") + "\n"
+        for c in nodes {
+            out += "\n" + nodeTitle(c) + "\n" + prepare(c)
+            out += "cat > \(NodePaths.configFile) <<'SOUS_CONFIG'\n\(yaml)SOUS_CONFIG\n"
+            out += (try envBlock(c)) + (try pretty(c.dockerArgv, firstLine: 5)) + "\n"
+        }
+        return out
+    }
+
+    struct JSONNode: Encodable {
+        var name: String, host: String, user: String, role: String, rank: Int
+        var env_file: String, env: [String: String]
+        var docker_argv: [String], serve_argv: [String], command: String
+    }
+    struct JSONRender: Encodable {
+        var cluster: String, recipe: String, image: String, vllm_version: String?, launcher: String
+        var tensor_parallel_size: Int, served_model_name: String, config_yaml: String?
+        var nodes: [JSONNode]
+        var warnings: [String]
+    }
+
+    public static func json(_ d: Deployment, nodes: [NodeCommand], configYAML: String?) throws(ShellQuote.Unrepresentable) -> String {
+        var jsonNodes: [JSONNode] = []
+        for c in nodes {
+            var env: [String: String] = [:]
+            for (name, value) in c.env {
+                if case .plain(let v) = value { env[name] = v } else { env[name] = Secret.redacted }
+            }
+            jsonNodes.append(JSONNode(name: c.node.name, host: c.node.host, user: c.node.user, role: c.isHead ? "head" : "worker",
+                                      rank: c.rank, env_file: NodePaths.envFile, env: env, docker_argv: c.dockerArgv,
+                                      serve_argv: c.serveArgv, command: try ShellQuote.join(c.dockerArgv)))
+        }
+        let r = JSONRender(cluster: d.inventory.cluster, recipe: d.recipe.name, image: d.inventory.image,
+                           vllm_version: d.inventory.vllmVersion?.description, launcher: d.inventory.launcher.rawValue,
+                           tensor_parallel_size: d.recipe.tensorParallelSize, served_model_name: d.recipe.servedModelName,
+                           config_yaml: configYAML, nodes: jsonNodes, warnings: d.warnings.map(\.description))
+        return encodeJSON(r)
+    }
+}
+
+/// Pretty, key-sorted JSON with unescaped slashes: stable output for scripts and tests.
+public func encodeJSON<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try! encoder.encode(value), as: UTF8.self) + "\n"
+}

@@ -1,0 +1,24 @@
+import ArgumentParser
+import Foundation
+import SousKit
+
+/// --recipe and --inventory, shared by every command that works on a deployment.
+struct DeploymentOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Recipe file, or the name of one under recipes/.", valueName: "file|name"))
+    var recipe: String
+
+    @Option(name: .long, help: ArgumentHelp("Inventory file (sous's format or an Ansible YAML inventory).", valueName: "file"))
+    var inventory: String
+
+    /// Resolves `--recipe nemotron-3-super-nvfp4` to recipes/nemotron-3-super-nvfp4.yaml when no such file exists.
+    var recipePath: String {
+        if FileManager.default.fileExists(atPath: recipe) || recipe.contains("/") { return recipe }
+        return "recipes/\(recipe).yaml"
+    }
+
+    func load() throws(ConfigErrors) -> Deployment {
+        let d = try Deployment.load(recipe: recipePath, inventory: inventory)
+        Console.warnings(d.warnings)
+        return d
+    }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import SousKit
+
+struct RenderCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "render",
+        abstract: "Print exactly what each node will run, secrets as [REDACTED].",
+        discussion: """
+        shell   (default) a script per node a person can paste: the 0600 env file, then `docker run … vllm serve …`.
+                The API key line reads the key from your shell ($VLLM_API_KEY or the inventory's api_key_env),
+                so it never appears on a command line.
+        config  the same, with the shared flags in a `vllm serve --config` YAML file and only per-node flags
+                (--node-rank, --headless, --host/--port on the head) on the command line.
+        json    argv, env (key redacted) and the config YAML per node, for scripts.
+
+        Example:
+          sous render --recipe recipes/nemotron-3-super-nvfp4.yaml --inventory inventory/two-sparks.yaml
+        """
+    )
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case shell, config, json }
+
+    @OptionGroup var deployment: DeploymentOptions
+
+    @Option(help: "Only this node (by its inventory name).")
+    var node: String?
+
+    @Option(help: "shell, config or json.")
+    var format: Format = .shell
+
+    func run() throws {
+        let d = try deployment.load()
+        let renderer = Renderer(d)
+        var nodes = try renderer.nodes(form: format == .config ? .config : .flags)
+        if let node {
+            nodes = nodes.filter { $0.node.name == node }
+            if nodes.isEmpty {
+                throw UsageError("no node named `\(node)` in \(d.inventory.file)",
+                                 hint: "nodes: \(d.inventory.nodes.map(\.name).joined(separator: ", "))")
+            }
+        }
+        switch format {
+        case .shell: print(try RenderReport.shell(d, nodes: nodes), terminator: "")
+        case .config: print(try RenderReport.config(d, nodes: nodes, yaml: renderer.configYAML()), terminator: "")
+        case .json: print(try RenderReport.json(d, nodes: nodes, configYAML: renderer.configYAML()), terminator: "")
+        }
+    }
+}
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Print the ordered steps `sous up` takes on each node, each with the check that decides whether it is already done."
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+
+    @Flag(help: "Print the steps as JSON.")
+    var json = false
+
+    func run() throws {
+        let d = try deployment.load()
+        let steps = UpPlan.steps(d)
+        print(json ? encodeJSON(steps) : UpPlan.text(d, steps: steps), terminator: "")
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+/// The built `sous` binary, beside the test bundle in .build/<config>/.
+let sousBinary: String = {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var candidate = dir.appendingPathComponent("sous").path
+    if !FileManager.default.fileExists(atPath: candidate) {
+        candidate = dir.deletingLastPathComponent().appendingPathComponent("sous").path
+    }
+    return candidate
+}()
+
+func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) {
+    let r = try run(sousBinary, args, cwd: repoRoot)
+    return (String(decoding: r.out, as: UTF8.self), r.err, r.status)
+}
+
+@Suite struct CLITests {
+    @Test func renderTheSeedsPair() throws {
+        let r = try sous(["render", "--recipe", "recipes/nemotron-3-super-nvfp4.yaml", "--inventory", "inventory/two-sparks.yaml"])
+        #expect(r.status == 0)
+        #expect(r.err == "")
+        let expected = try String(contentsOfFile: repoPath("Tests/SousKitTests/Golden/nemotron-3-super-nvfp4@two-sparks.sh"), encoding: .utf8)
+        #expect(r.out == expected)
+    }
+
+    @Test func recipeByNameAndOneNode() throws {
+        let r = try sous(["render", "--recipe", "gpt-oss-120b", "--inventory", "inventory/two-sparks.yaml", "--node", "spark-b", "--format", "json"])
+        #expect(r.status == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+        let nodes = json["nodes"] as! [[String: Any]]
+        #expect(nodes.map { $0["name"] as! String } == ["spark-b"])
+    }
+
+    @Test func badInputExitsTwoAndNamesTheProblem() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sous-cli-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipe = try String(contentsOfFile: repoPath("recipes/nemotron-3-super-nvfp4.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "reasoning: nemotron_v3", with: "reasoning: nemotron_v4")
+        try recipe.write(toFile: "\(dir)/bad.yaml", atomically: true, encoding: .utf8)
+        let r = try sous(["render", "--recipe", "\(dir)/bad.yaml", "--inventory", "inventory/two-sparks.yaml"])
+        #expect(r.status == 2)
+        #expect(r.out == "")
+        #expect(r.err.contains("\(dir)/bad.yaml:11:14: error: parsers.reasoning: `nemotron_v4` is not a reasoning parser in any vLLM release sous knows"))
+        #expect(r.err.contains("hint: did you mean `nemotron_v3`?"))
+    }
+
+    @Test func usageErrorsExitTwo() throws {
+        #expect(try sous(["render", "--recipe", "x"]).status == 2)
+        #expect(try sous(["frobnicate"]).status == 2)
+        let r = try sous(["render", "--recipe", "gpt-oss-120b", "--inventory", "inventory/two-sparks.yaml", "--node", "spark-z"])
+        #expect(r.status == 2)
+        #expect(r.err == "error: no node named `spark-z` in inventory/two-sparks.yaml\nhint: nodes: spark-a, spark-b\n")
+        #expect(try sous(["render", "--recipe", "gpt-oss-120b", "--inventory", "inventory/missing.yaml"]).err
+            .contains("inventory/missing.yaml: error: cannot read the file (does it exist?)"))
+    }
+
+    @Test func recipesListsEveryShippedRecipe() throws {
+        let r = try sous(["recipes"])
+        #expect(r.status == 0)
+        let lines = r.out.split(separator: "\n")
+        #expect(lines.count == 1 + shippedFiles("recipes").count)
+        #expect(lines.contains { $0.hasPrefix("nemotron-3-super-nvfp4") && $0.contains("qwen3_coder") && $0.contains("nemotron_v3") })
+    }
+
+    @Test func versionAndHelp() throws {
+        #expect(try sous(["--version"]).out == "0.1.0\n")
+        let help = try sous(["render", "--help"])
+        #expect(help.status == 0)
+        #expect(help.out.contains("--format"))
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+@testable import SousKit
+
+/// Exact render of every shipped recipe on every shipped inventory, in every format, against reviewed golden files.
+/// `SOUS_UPDATE_GOLDEN=1 swift test` rewrites them; review the diff before committing.
+@Suite struct RenderGoldenTests {
+    static let cases: [(String, String)] = shippedFiles("recipes").flatMap { r in shippedFiles("inventory").map { (r, $0) } }
+
+    @Test(arguments: cases)
+    func goldenRender(recipe: String, inventory: String) throws {
+        let d = try Deployment.load(recipe: "recipes/\(recipe)", inventory: "inventory/\(inventory)", relativeTo: repoRoot)
+        let renderer = Renderer(d)
+        let outputs: [(String, String)] = [
+            ("sh", try RenderReport.shell(d, nodes: try renderer.nodes())),
+            ("config.sh", try RenderReport.config(d, nodes: try renderer.nodes(form: .config), yaml: renderer.configYAML())),
+            ("json", try RenderReport.json(d, nodes: try renderer.nodes(), configYAML: renderer.configYAML())),
+        ]
+        for (ext, text) in outputs {
+            let name = "\(recipe.dropLast(5))@\(inventory.dropLast(5)).\(ext)"
+            let path = repoPath("Tests/SousKitTests/Golden/\(name)")
+            if ProcessInfo.processInfo.environment["SOUS_UPDATE_GOLDEN"] == "1" {
+                try text.write(toFile: path, atomically: true, encoding: .utf8)
+            }
+            let expected = try String(contentsOfFile: path, encoding: .utf8)
+            #expect(text == expected, "render differs from Golden/\(name)")
+        }
+    }
+
+    @Test func everyShippedPairIsCovered() {
+        #expect(Self.cases.count == shippedFiles("recipes").count * shippedFiles("inventory").count)
+        #expect(shippedFiles("recipes").count >= 4)
+    }
+}
+
+@Suite struct RenderDetailTests {
+    func deployment(_ recipe: String = "nemotron-3-super-nvfp4", _ inventory: String = "two-sparks") throws -> Deployment {
+        try Deployment.load(recipe: "recipes/\(recipe).yaml", inventory: "inventory/\(inventory).yaml", relativeTo: repoRoot)
+    }
+
+    @Test func headAndWorkerServeFlags() throws {
+        let nodes = try Renderer(try deployment()).nodes()
+        let head = try ShellQuote.join(nodes[0].serveArgv), worker = try ShellQuote.join(nodes[1].serveArgv)
+        #expect(head.hasSuffix("--nnodes 2 --node-rank 0 --master-addr 192.168.100.10 --master-port 29501 --host 0.0.0.0 --port 8000"))
+        #expect(worker.hasSuffix("--nnodes 2 --node-rank 1 --master-addr 192.168.100.10 --master-port 29501 --headless"))
+        #expect(!worker.contains("--port"))
+        #expect(head.contains("--tool-call-parser qwen3_coder --enable-auto-tool-choice --reasoning-parser nemotron_v3"))
+        // The DGX Spark profile lowers the memory fraction from 0.85.
+        #expect(head.contains("--gpu-memory-utilization 0.8 "))
+        #expect(!head.contains("--quantization"))
+        #expect(head.contains(#"--override-generation-config '{"temperature":1.0,"top_p":0.95}'"#))
+    }
+
+    @Test func apiKeyOnlyInHeadEnvFileAndNeverRendered() throws {
+        let nodes = try Renderer(try deployment()).nodes()
+        #expect(nodes[0].env.last!.name == "VLLM_API_KEY")
+        #expect(nodes[0].env.last!.value == .secret(fromLocalEnv: "VLLM_API_KEY"))
+        #expect(!nodes[1].env.contains { $0.name == "VLLM_API_KEY" })
+        #expect(nodes[0].envFileText().hasSuffix("VLLM_API_KEY=[REDACTED]\n"))
+        #expect(nodes[0].envFileText(secret: Secret("s3cret")).hasSuffix("VLLM_API_KEY=s3cret\n"))
+        for n in nodes {
+            #expect(!n.dockerArgv.joined().contains("API_KEY"))
+            #expect(!n.env.contains { $0.name == "NCCL_IB_GID_INDEX" })
+        }
+        #expect("\(Secret("s3cret"))" == "[REDACTED]")
+    }
+
+    @Test func explicitQuantizationRendersItsFlag() throws {
+        var d = try deployment("qwen3-coder-30b-a3b-fp8")
+        d.recipe.quantization = .method("fp8", reason: "test")
+        let argv = try Renderer(d).nodes()[0].serveArgv
+        #expect(argv.contains("--quantization"))
+        #expect(argv[argv.firstIndex(of: "--quantization")! + 1] == "fp8")
+    }
+
+    @Test func configFormKeepsOnlyPerNodeFlagsOnTheCommandLine() throws {
+        let d = try deployment()
+        let r = Renderer(d)
+        let nodes = try r.nodes(form: .config)
+        #expect(nodes[1].serveArgv == ["serve", "--config", "/etc/sous/serve.yaml", "--nnodes", "2", "--node-rank", "1",
+                                       "--master-addr", "192.168.100.10", "--master-port", "29501", "--headless"])
+        let yaml = r.configYAML()
+        #expect(yaml.contains("\nmodel: \"nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4\"\n"))
+        #expect(yaml.contains("\ntensor-parallel-size: 2\n"))
+        #expect(yaml.contains("\nenable-auto-tool-choice: true\n"))
+        #expect(yaml.contains(#"override-generation-config: "{\"temperature\":1.0,\"top_p\":0.95}""#))
+    }
+
+    @Test func rayLauncherForm() throws {
+        var d = try deployment()
+        d.inventory.launcher = .ray
+        let nodes = try Renderer(d).nodes()
+        let head = try ShellQuote.join(nodes[0].dockerArgv), worker = try ShellQuote.join(nodes[1].dockerArgv)
+        #expect(head.contains("--entrypoint bash vllm/vllm-openai:v0.24.0 -c 'ray start --head --port 6379 --node-ip-address 192.168.100.10 && exec vllm serve "))
+        #expect(head.contains("--distributed-executor-backend ray"))
+        #expect(!head.contains("--nnodes"))
+        #expect(worker.hasSuffix("--entrypoint ray vllm/vllm-openai:v0.24.0 start --block --address 192.168.100.10:6379 --node-ip-address 192.168.100.11"))
+        #expect(nodes[1].env.contains { $0.name == "RAY_memory_monitor_refresh_ms" })
+    }
+
+    @Test func nulInAValueIsRejectedBeforeRendering() throws {
+        var d = try deployment()
+        d.inventory.nodes[0].interconnectIP = "10.0.0.1\u{0}"
+        #expect(throws: ShellQuote.Unrepresentable.self) { try Renderer(d).nodes() }
+    }
+
+    @Test func planListsStepsInOrder() throws {
+        let steps = UpPlan.steps(try deployment())
+        #expect(steps.map(\.id) == ["preflight", "harden.sshd", "harden.earlyoom", "pull", "model", "env", "start.workers", "start.head", "wait", "verify"])
+        #expect(steps.first { $0.id == "start.workers" }!.nodes == ["spark-b"])
+        #expect(steps.last!.check.hasPrefix("a real completion whose system_fingerprint contains -tp2-"))
+    }
+
+    @Test func oldImageWithoutFingerprintSaysSo() throws {
+        var d = try deployment()
+        d.inventory.vllmVersion = VLLMVersion(0, 20, 1)
+        #expect(UpPlan.steps(d).last!.check.hasPrefix("vLLM 0.20.1 has no system_fingerprint"))
+    }
+}
