@@ -7,12 +7,24 @@ public struct NodeSpec: Sendable, Equatable {
     public var name: String
     /// Management address sous connects to over SSH.
     public var host: String
-    public var port: Int
+    /// nil: ~/.ssh/config's Port, else 22.
+    public var port: Int?
     public var user: String
     public var identityFile: String?
     /// This node's address on the interconnect (VLLM_HOST_IP); the head's is the rendezvous address.
     public var interconnectIP: String
     public var role: Role
+
+    public init(name: String, host: String, port: Int? = nil, user: String, identityFile: String? = nil,
+                interconnectIP: String, role: Role) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.user = user
+        self.identityFile = identityFile
+        self.interconnectIP = interconnectIP
+        self.role = role
+    }
 }
 
 /// How the tensor-parallel ranks find each other.
@@ -160,7 +172,7 @@ public enum InventoryReader {
         if let host, host.isEmpty || host.contains(where: { $0.isWhitespace || $0 == "@" }) {
             sink.error(m["host"]?.node, "\(m.path).host", "`\(host)` is not a host name or address (put the user in `user:`)")
         }
-        let port = m["port"]?.int(range: 1...65535) ?? 22
+        let port = m["port"]?.int(range: 1...65535)
         let user = m.required("user", what: "the login user (the same on every node)")?.string()
         if let user, user.range(of: "^[a-z_][a-z0-9_.-]*$", options: .regularExpression) == nil {
             sink.error(m["user"]?.node, "\(m.path).user", "`\(user)` is not a login name")

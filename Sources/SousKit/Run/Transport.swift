@@ -1,0 +1,111 @@
+import Foundation
+
+/// A command to run on a node. The command line is built from argv by `ShellQuote`; secrets travel in `stdin`
+/// or in uploaded 0600 files, never in argv (a remote `ps` shows argv).
+public struct RemoteCommand: Sendable, CustomStringConvertible {
+    public var argv: [String]
+    public var stdin: Data?
+    /// Ends the remote command (TERM, then KILL 5 s later) and fails the step when it runs longer.
+    public var timeout: Duration?
+    /// Run through `sudo -n` (never prompts; a password requirement is a clear error).
+    public var sudo: Bool
+
+    public init(_ argv: [String], stdin: Data? = nil, timeout: Duration? = nil, sudo: Bool = false) {
+        self.argv = argv
+        self.stdin = stdin
+        self.timeout = timeout
+        self.sudo = sudo
+    }
+
+    /// A shell snippet (pipes, redirections) run by `sh -c`; the snippet itself is quoted as one argument.
+    public static func shell(_ script: String, stdin: Data? = nil, timeout: Duration? = nil, sudo: Bool = false) -> RemoteCommand {
+        RemoteCommand(["sh", "-c", script], stdin: stdin, timeout: timeout, sudo: sudo)
+    }
+
+    /// The exact line the SSH exec request carries. `exec` replaces the login shell, so the exit status
+    /// or signal sshd reports is the command's own.
+    public func commandLine() throws(ShellQuote.Unrepresentable) -> String {
+        var argv = self.argv
+        if let timeout {
+            let seconds = max(1, Int((Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18).rounded(.up)))
+            argv = ["timeout", "-k", "5", "\(seconds)"] + argv
+        }
+        if sudo { argv = ["sudo", "-n", "--"] + argv }
+        return "exec " + (try ShellQuote.join(argv))
+    }
+
+    public var description: String { (try? commandLine()) ?? argv.joined(separator: " ") }
+}
+
+/// What a remote command did.
+public struct CommandResult: Sendable {
+    public var stdout: Data
+    public var stderr: Data
+    /// The exit status, nil when the command was ended by a signal.
+    public var exitStatus: Int32?
+    /// The signal name (without SIG) when the command was killed.
+    public var exitSignal: String?
+    public var duration: Duration
+
+    public init(stdout: Data, stderr: Data, exitStatus: Int32?, exitSignal: String?, duration: Duration) {
+        self.stdout = stdout
+        self.stderr = stderr
+        self.exitStatus = exitStatus
+        self.exitSignal = exitSignal
+        self.duration = duration
+    }
+
+    public var ok: Bool { exitStatus == 0 }
+    public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+    public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
+
+    /// The last `lines` lines of stderr (or stdout when stderr is empty), for error messages.
+    public func tail(_ lines: Int = 5) -> String {
+        let text = stderr.isEmpty ? stdoutText : stderrText
+        return text.split(separator: "\n", omittingEmptySubsequences: true).suffix(lines).joined(separator: "\n")
+    }
+}
+
+/// One open connection to one node, reused for a whole operation.
+public protocol NodeSession: Sendable {
+    var node: NodeSpec { get }
+    func run(_ command: RemoteCommand) async throws -> CommandResult
+    /// Writes `data` to `path` with `mode`, atomically: a temporary name in the same directory, then a rename.
+    func upload(_ data: Data, to path: String, mode: Int, sudo: Bool) async throws
+    func close() async
+}
+
+/// Opens sessions to nodes. The libssh2 implementation lives in the SSH module; tests of orchestration
+/// may use a recording double.
+public protocol Transport: Sendable {
+    func connect(_ node: NodeSpec) async throws -> NodeSession
+}
+
+/// The outcome on one node of a fanned-out step.
+public struct NodeOutcome<T: Sendable>: Sendable {
+    public var node: NodeSpec
+    public var result: Result<T, any Error>
+    public var duration: Duration
+}
+
+/// Runs `body` on every node at once, one task per node, and returns every node's outcome in inventory
+/// order: one node failing never hides the others' results.
+public func fanOut<T: Sendable>(_ nodes: [NodeSpec], _ body: @escaping @Sendable (NodeSpec) async throws -> T) async -> [NodeOutcome<T>] {
+    await withTaskGroup(of: (Int, NodeOutcome<T>).self) { group in
+        for (i, node) in nodes.enumerated() {
+            group.addTask {
+                let clock = ContinuousClock()
+                let start = clock.now
+                do {
+                    let value = try await body(node)
+                    return (i, NodeOutcome(node: node, result: .success(value), duration: clock.now - start))
+                } catch {
+                    return (i, NodeOutcome(node: node, result: .failure(error), duration: clock.now - start))
+                }
+            }
+        }
+        var results = [NodeOutcome<T>?](repeating: nil, count: nodes.count)
+        for await (i, outcome) in group { results[i] = outcome }
+        return results.map { $0! }
+    }
+}

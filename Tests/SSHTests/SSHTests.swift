@@ -1,0 +1,249 @@
+import Foundation
+import Testing
+import SousKit
+@testable import SSH
+
+/// Every test here talks to real OpenSSH sshd processes that the harness starts on 127.0.2.x and stops.
+@Suite(.serialized) struct SSHTests {
+    let harness: SSHDHarness
+    init() throws { harness = try SSHDHarness(nodes: 2) }
+
+    func session(_ i: Int = 0, user: String = SSHDHarness.user) async throws -> NodeSession {
+        try await harness.transport().connect(harness.node(i, user: user))
+    }
+
+    func sshError(_ body: () async throws -> Void) async -> SSHError? {
+        do { try await body(); return nil } catch let e as SSHError { return e } catch {
+            Issue.record("unexpected error \(error)")
+            return nil
+        }
+    }
+
+    @Test func exitStatusesAndSignals() async throws {
+        let s = try await session()
+        #expect(try await s.run(RemoteCommand(["true"])).exitStatus == 0)
+        #expect(try await s.run(RemoteCommand(["false"])).exitStatus == 1)
+        let missing = try await s.run(RemoteCommand(["no-such-command-sous"]))
+        #expect(missing.exitStatus == 127)
+        #expect(missing.stderrText.contains("not found"))
+        let killed = try await s.run(.shell("kill -KILL $$"))
+        #expect(killed.exitStatus == nil)
+        #expect(killed.exitSignal == "KILL")
+        let who = try await s.run(RemoteCommand(["id", "-un"]))
+        #expect(who.stdoutText == "soustest\n")
+    }
+
+    @Test func largeStdoutAndStderrAtOnce() async throws {
+        let s = try await session()
+        let r = try await s.run(.shell("(yes a | head -c 10485760) & (yes b | head -c 10485760 >&2); wait"))
+        #expect(r.exitStatus == 0)
+        #expect(r.stdout.count == 10_485_760)
+        #expect(r.stderr.count == 10_485_760)
+        #expect(r.stdout.allSatisfy { $0 == UInt8(ascii: "a") || $0 == UInt8(ascii: "\n") })
+        #expect(r.stderr.allSatisfy { $0 == UInt8(ascii: "b") || $0 == UInt8(ascii: "\n") })
+    }
+
+    @Test func stdinCarriesDataNotTheCommandLine() async throws {
+        let s = try await session()
+        let secret = "sk-\(UUID().uuidString)"
+        let r = try await s.run(.shell("cat > /dev/null; cat /proc/self/cmdline; read -r x < /dev/null || true", stdin: Data(secret.utf8)))
+        #expect(!r.stdoutText.contains(secret))
+        let echo = try await s.run(RemoteCommand(["cat"], stdin: Data(secret.utf8)))
+        #expect(echo.stdoutText == secret)
+    }
+
+    @Test func timeoutEndsTheRemoteCommand() async throws {
+        let s = try await session()
+        let marker = "31.\(UInt32.random(in: 1000...99999))"
+        let clock = ContinuousClock()
+        let start = clock.now
+        let e = await sshError { _ = try await s.run(RemoteCommand(["sleep", marker], timeout: .seconds(1))) }
+        #expect(e?.kind == .commandTimeout)
+        #expect(clock.now - start < .seconds(10))
+        let left = try await s.run(.shell("pgrep -f '^sleep \(marker)' || true"))
+        #expect(left.stdoutText == "")
+    }
+
+    @Test func nonASCIICommandsAndOutput() async throws {
+        let s = try await session()
+        let text = "héllo 漢字 🚀 'quoted' $(not run) `nor this`"
+        let r = try await s.run(RemoteCommand(["printf", "%s", text]))
+        #expect(r.stdoutText == text)
+    }
+
+    /// 10,000 random and hostile strings through ShellQuote and a remote `printf %s`, byte for byte.
+    @Test func hostileStringsRoundTrip() async throws {
+        let s = try await session()
+        var gen = HostileStrings(seed: 7)
+        let inputs = (0..<10_000).map { _ in gen.string() }
+        for start in stride(from: 0, to: inputs.count, by: 1000) {
+            let batch = Array(inputs[start..<min(start + 1000, inputs.count)])
+            let r = try await s.run(RemoteCommand(["printf", "%s\\0"] + batch))
+            #expect(r.exitStatus == 0)
+            var parts = r.stdout.split(separator: 0, omittingEmptySubsequences: false)
+            parts.removeLast()
+            #expect(parts.count == batch.count)
+            for (got, want) in zip(parts, batch) where Data(got) != Data(want.utf8) {
+                Issue.record("remote printf gave \(String(decoding: got, as: UTF8.self).debugDescription) for \(want.debugDescription)")
+            }
+        }
+    }
+
+    @Test func unknownHostIsRefusedWithItsFingerprint() async throws {
+        let empty = harness.dir + "/empty_known_hosts"
+        let e = await sshError { _ = try await harness.transport(knownHosts: empty).connect(harness.node(0)) }
+        #expect(e?.kind == .hostKeyUnknown)
+        let expected = try sh("ssh-keygen -lf \(harness.hostKeys[0]).pub | awk '{print $2}'").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(e?.detail.contains(expected) == true, "\(e?.detail ?? "")")
+        #expect(e?.hint?.contains("--accept-new") == true)
+        #expect(!FileManager.default.fileExists(atPath: empty), "refusing must not write known_hosts")
+    }
+
+    @Test func acceptNewWritesTheEntryOnce() async throws {
+        let file = harness.dir + "/tofu_known_hosts"
+        _ = try await harness.transport(knownHosts: file, acceptNew: true).connect(harness.node(1))
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(text.hasPrefix("\(harness.addresses[1]) ssh-ed25519 "))
+        #expect(text.split(separator: "\n").count == 1)
+        // Now known: a plain connect succeeds and writes nothing more.
+        _ = try await harness.transport(knownHosts: file).connect(harness.node(1))
+        #expect(try String(contentsOfFile: file, encoding: .utf8) == text)
+    }
+
+    @Test func changedHostKeyIsRefusedLoudly() async throws {
+        try harness.rotateHostKey(index: 1)
+        for accept in [false, true] {
+            let e = await sshError { _ = try await harness.transport(acceptNew: accept).connect(harness.node(1)) }
+            #expect(e?.kind == .hostKeyChanged)
+            #expect(e?.detail.hasPrefix("HOST KEY CHANGED for \(harness.addresses[1])") == true)
+        }
+    }
+
+    @Test func wrongKeyIsRefused() async throws {
+        let other = harness.dir + "/other_ed25519"
+        try sh("ssh-keygen -q -t ed25519 -N '' -f \(other)")
+        var node = harness.node(0)
+        node.identityFile = other
+        let t = SSHTransport(knownHosts: harness.knownHosts, config: SSHConfig(text: "", file: "none"), agentSocket: nil)
+        var target = t.target(for: node)
+        target.identityFiles = [other]
+        let conn = Connection(target: target)
+        #expect(throws: SSHError.self) { try conn.open() }
+        do { try conn.open() } catch let e as SSHError { #expect(e.kind == .authentication); #expect(e.detail.contains(other)) }
+    }
+
+    @Test func encryptedKeyWithoutAgentNamesTheAgent() async throws {
+        let enc = harness.dir + "/enc_ed25519"
+        try sh("ssh-keygen -q -t ed25519 -N 'pass phrase' -f \(enc)")
+        var target = harness.transport().target(for: harness.node(0))
+        target.identityFiles = [enc]
+        target.agentSocket = nil
+        let e: SSHError? = { do { try Connection(target: target).open(); return nil } catch { return error as? SSHError } }()
+        #expect(e?.kind == .encryptedKey)
+        #expect(e?.hint?.contains("ssh-add \(enc)") == true)
+    }
+
+    @Test func agentAuthentication() async throws {
+        let enc = harness.dir + "/agent_ed25519"
+        try sh("ssh-keygen -q -t ed25519 -N 'secret words' -f \(enc) && cat \(enc).pub >> \(harness.dir)/authorized/\(SSHDHarness.user)")
+        let sock = harness.dir + "/agent.sock"
+        // The agent daemon keeps its stdout open: send it to a file, not to our pipe.
+        let agentOut = try sh("ssh-agent -s -a \(sock) > \(harness.dir)/agent.env 2>&1 < /dev/null; cat \(harness.dir)/agent.env")
+        let pid = agentOut.split(separator: "\n").first { $0.contains("SSH_AGENT_PID=") }
+            .flatMap { $0.split(separator: "=")[1].split(separator: ";").first }.flatMap { Int32($0) }
+        defer { if let pid { kill(pid, SIGTERM) } }
+        // ssh-add reads the passphrase from SSH_ASKPASS when there is no terminal.
+        try sh("printf '#!/bin/sh\\necho \"secret words\"\\n' > \(harness.dir)/askpass && chmod +x \(harness.dir)/askpass && SSH_AUTH_SOCK=\(sock) SSH_ASKPASS=\(harness.dir)/askpass SSH_ASKPASS_REQUIRE=force DISPLAY=x ssh-add \(enc) < /dev/null")
+        var target = harness.transport().target(for: harness.node(0))
+        target.identityFiles = [enc]   // encrypted: only the agent can use it
+        target.agentSocket = sock
+        let conn = Connection(target: target)
+        try conn.open()
+        #expect(try conn.exec(RemoteCommand(["echo", "via-agent"])).stdoutText == "via-agent\n")
+    }
+
+    @Test func sudoWithoutPasswordAndTheClearErrorWhenItWantsOne() async throws {
+        let s = try await session()
+        #expect(try await s.run(RemoteCommand(["id", "-u"], sudo: true)).stdoutText == "0\n")
+        let plain = try await session(0, user: SSHDHarness.plainUser)
+        let e = await sshError { _ = try await plain.run(RemoteCommand(["true"], sudo: true)) }
+        #expect(e?.kind == .sudoPassword)
+        #expect(e?.hint?.contains("NOPASSWD") == true)
+    }
+
+    @Test func uploadSetsModeAndReplacesAtomically() async throws {
+        let s = try await session()
+        let path = "/home/\(SSHDHarness.user)/sous-upload-test.env"
+        try await s.upload(Data("A=1\n".utf8), to: path, mode: 0o600, sudo: false)
+        let first = try await s.run(.shell("stat -c '%a %i' \(path); cat \(path)"))
+        #expect(first.stdoutText.hasPrefix("600 "))
+        #expect(first.stdoutText.hasSuffix("A=1\n"))
+        try await s.upload(Data("B=2\n".utf8), to: path, mode: 0o640, sudo: false)
+        let second = try await s.run(.shell("stat -c '%a %i' \(path); cat \(path); ls -a /home/\(SSHDHarness.user) | grep -c sous- || true"))
+        let lines = second.stdoutText.split(separator: "\n")
+        #expect(lines[0].hasPrefix("640 "))
+        #expect(lines[0] != first.stdoutText.split(separator: "\n")[0], "a rename gives the file a new inode")
+        #expect(lines[1] == "B=2")
+        #expect(lines[2] == "1", "only the uploaded file itself remains, no temporary files")
+
+        let rootPath = "/etc/sous-test-\(UInt32.random(in: 0...99999)).conf"
+        try await s.upload(Data("[Service]\nOOMScoreAdjust=-1000\n".utf8), to: rootPath, mode: 0o644, sudo: true)
+        let owned = try await s.run(.shell("stat -c '%U %a' \(rootPath); cat \(rootPath); sudo -n rm -f \(rootPath)"))
+        #expect(owned.stdoutText == "root 644\n[Service]\nOOMScoreAdjust=-1000\n")
+    }
+
+    @Test func closedPortFailsFast() async throws {
+        var node = harness.node(0)
+        node.port = 2
+        let clock = ContinuousClock()
+        let start = clock.now
+        let e = await sshError { _ = try await harness.transport().connect(node) }
+        #expect(e?.kind == .unreachable)
+        #expect(e?.detail.contains("Connection refused") == true)
+        #expect(clock.now - start < .seconds(2))
+        #expect(e?.exitCode == .unreachable)
+    }
+
+    @Test func fanOutReportsEveryNode() async throws {
+        var nodes = [harness.node(0), harness.node(1)]
+        var dead = harness.node(0, name: "dead")
+        dead.port = 2
+        nodes.append(dead)
+        let t = harness.transport()
+        let outcomes = await fanOut(nodes) { node in
+            let s = try await t.connect(node)
+            return try await s.run(RemoteCommand(["hostname"])).exitStatus
+        }
+        #expect(outcomes.map(\.node.name) == ["node0", "node1", "dead"])
+        #expect(try outcomes[0].result.get() == 0)
+        #expect(try outcomes[1].result.get() == 0)
+        #expect((try? outcomes[2].result.get()) == nil)
+    }
+}
+
+/// Random and hostile strings (same generator as the core's quoting test).
+struct HostileStrings {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E3779B97F4A7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+        return z ^ (z >> 31)
+    }
+    static let pieces = ["'", "\"", "\\", "$(", ")", "`", "$", "${x}", "\n", "\t", " ", "*", "?", "[a]", "~", "!", "#",
+                         ";", "&", "|", "<", ">", "=", "-", "--x", "%", "{,}", "é", "漢字", "🚀", "\u{7f}", "\r", "\u{1}", "'\\''", "'\u{301}"]
+    mutating func string() -> String {
+        let n = Int(next() % 12)
+        var s = ""
+        for _ in 0..<n {
+            switch next() % 3 {
+            case 0: s += Self.pieces[Int(next() % UInt64(Self.pieces.count))]
+            case 1: s += String(UnicodeScalar(UInt8(32 + next() % 95)))
+            default: s += String(UnicodeScalar(UInt32(1 + next() % 0x2FFF)).map(Character.init) ?? "x")
+            }
+        }
+        return s
+    }
+}
