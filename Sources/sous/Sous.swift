@@ -17,11 +17,12 @@ struct Sous: AsyncParsableCommand {
           sous recipes                                   list the shipped recipes
           sous render --recipe R --inventory I           what each node will run
           sous plan   --recipe R --inventory I           the steps of bringing the cluster up
+          sous exec   -i I -- uptime                     a command on every node at once
 
         Exit codes: 0 ok · 1 a check failed or drift · 2 bad input or usage (nothing touched) · 3 a node could not be reached.
         """,
         version: version,
-        subcommands: [RenderCommand.self, PlanCommand.self, RecipesCommand.self, ParsersCommand.self]
+        subcommands: [RenderCommand.self, PlanCommand.self, ExecCommand.self, RecipesCommand.self, ParsersCommand.self]
     )
 
     static func main() async {
@@ -55,6 +56,9 @@ enum Console {
         var text = "error: \(message)\n"
         if let hint { text += "hint: \(hint)\n" }
         FileHandle.standardError.write(Data(text.utf8))
+    }
+    static func warning(_ text: String) {
+        FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
     }
     static func warnings(_ issues: [ConfigIssue]) {
         for issue in issues where issue.severity == .warning {

@@ -165,15 +165,20 @@ struct HarnessError: Error, CustomStringConvertible {
 /// when the script leaves a daemon behind (ssh-agent) or other children come and go.
 @discardableResult
 func sh(_ script: String, quiet: Bool = false) throws -> String {
+    let (status, text) = try shStatus(script)
+    if status != 0 { throw HarnessError("`\(script)` failed (\(status)): \(text)") }
+    return text
+}
+
+/// Runs a bash script; returns its exit status (-1 when killed by a signal) and combined output.
+func shStatus(_ script: String) throws -> (Int32, String) {
     let outFile = NSTemporaryDirectory() + "sous-sh-\(UUID().uuidString)"
     defer { unlink(outFile) }
     let pid = try spawn("/bin/bash", ["-c", script], output: outFile)
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     let text = (try? String(contentsOfFile: outFile, encoding: .utf8)) ?? ""
-    let exited = (status & 0x7f) == 0, code = (status >> 8) & 0xff
-    if !exited || code != 0 { throw HarnessError("`\(script)` failed (\(code)): \(text)") }
-    return text
+    return ((status & 0x7f) == 0 ? (status >> 8) & 0xff : -1, text)
 }
 
 /// Starts a program with posix_spawn, stdout and stderr to `output`; returns its pid.
@@ -185,9 +190,21 @@ func spawn(_ path: String, _ args: [String], output: String = "/dev/null") throw
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // Threads of the test process (libdispatch's) block most signals, and a spawned child inherits that
+    // mask: without resetting it, SIGTERM could never stop the daemons we start.
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    var empty = sigset_t()
+    sigemptyset(&empty)
+    posix_spawnattr_setsigmask(&attr, &empty)
+    var all = sigset_t()
+    sigfillset(&all)
+    posix_spawnattr_setsigdefault(&attr, &all)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     let argv = ([path] + args).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
-    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
     guard rc == 0 else { throw HarnessError("posix_spawn \(path): \(String(cString: strerror(rc)))") }
     return pid
 }

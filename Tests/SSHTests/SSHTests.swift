@@ -148,10 +148,8 @@ import SousKit
         try sh("ssh-keygen -q -t ed25519 -N 'secret words' -f \(enc) && cat \(enc).pub >> \(harness.dir)/authorized/\(SSHDHarness.user)")
         let sock = harness.dir + "/agent.sock"
         // The agent daemon keeps its stdout open: send it to a file, not to our pipe.
-        let agentOut = try sh("ssh-agent -s -a \(sock) > \(harness.dir)/agent.env 2>&1 < /dev/null; cat \(harness.dir)/agent.env")
-        let pid = agentOut.split(separator: "\n").first { $0.contains("SSH_AGENT_PID=") }
-            .flatMap { $0.split(separator: "=")[1].split(separator: ";").first }.flatMap { Int32($0) }
-        defer { if let pid { kill(pid, SIGTERM) } }
+        try sh("ssh-agent -s -a \(sock) > /dev/null 2>&1 < /dev/null")
+        defer { _ = try? sh("pkill -f 'ssh-agent -s -a \(sock)'") }
         // ssh-add reads the passphrase from SSH_ASKPASS when there is no terminal.
         try sh("printf '#!/bin/sh\\necho \"secret words\"\\n' > \(harness.dir)/askpass && chmod +x \(harness.dir)/askpass && SSH_AUTH_SOCK=\(sock) SSH_ASKPASS=\(harness.dir)/askpass SSH_ASKPASS_REQUIRE=force DISPLAY=x ssh-add \(enc) < /dev/null")
         var target = harness.transport().target(for: harness.node(0))
@@ -245,5 +243,39 @@ struct HostileStrings {
             }
         }
         return s
+    }
+}
+
+/// An address that never answers: it lives behind a veth into a network namespace this test creates, and its
+/// neighbour entry points at a MAC nobody has, so a SYN is dropped without a reply. The whole 10.213.0.0/16
+/// range is first made unreachable, so nothing can leak to a real network.
+@Suite(.serialized) struct SilentAddressTests {
+    @Test func addressThatNeverAnswersFailsWithinTheTimeout() async throws {
+        let ns = "sous-bh-\(getpid())", host = "sousbh\(getpid() % 10000)"
+        let setup = """
+        ip route replace unreachable 10.213.0.0/16
+        ip netns add \(ns)
+        ip link add \(host) type veth peer name \(host)p
+        ip link set \(host)p netns \(ns)
+        ip addr add 10.213.7.1/30 dev \(host)
+        ip link set \(host) up
+        ip -n \(ns) link set \(host)p up
+        ip neigh replace 10.213.7.2 lladdr 02:00:00:5e:00:02 dev \(host) nud permanent
+        """
+        defer { _ = try? sh("ip link del \(host); ip netns del \(ns); ip route del unreachable 10.213.0.0/16", quiet: true) }
+        try sh("set -e\n" + setup)
+        let node = NodeSpec(name: "silent", host: "10.213.7.2", port: 22, user: "nobody", interconnectIP: "10.213.7.2", role: .head)
+        let transport = SSHTransport(knownHosts: "/dev/null", connectTimeout: .milliseconds(1500), config: SSHConfig(text: "", file: "none"), agentSocket: nil)
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            _ = try await transport.connect(node)
+            Issue.record("connected to an address that should never answer")
+        } catch let e as SSHError {
+            #expect(e.kind == .connectTimeout)
+            #expect(e.detail == "no answer from 10.213.7.2:22 within 1.5 seconds")
+        }
+        let elapsed = clock.now - start
+        #expect(elapsed >= .milliseconds(1400) && elapsed < .seconds(4))
     }
 }
