@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Starts N real sshd "nodes" on 127.0.3.1..N:22 for benchmarks (root), with a login user, a client key and a
+# known_hosts file under DIR. `bench/nodes.sh up N DIR` / `bench/nodes.sh down DIR`.
+set -euo pipefail
+cmd=$1
+case "$cmd" in
+up)
+  n=$2; dir=$3; user=sousbench
+  mkdir -p "$dir/authorized" /run/sshd; chmod 0755 /run/sshd
+  id -u $user >/dev/null 2>&1 || { useradd -m -s /bin/sh $user; usermod -p '*' $user; }
+  [ -f "$dir/client" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client"
+  cp "$dir/client.pub" "$dir/authorized/$user"
+  : > "$dir/known_hosts"; : > "$dir/hosts"
+  for i in $(seq 1 "$n"); do
+    addr=127.0.3.$i
+    ssh-keygen -q -t ed25519 -N '' -f "$dir/host$i" <<< y >/dev/null 2>&1 || true
+    chmod 600 "$dir/host$i"
+    cat > "$dir/sshd$i.conf" <<CONF
+ListenAddress $addr
+Port 22
+HostKey $dir/host$i
+PidFile $dir/sshd$i.pid
+AuthorizedKeysFile $dir/authorized/%u
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+Subsystem sftp internal-sftp
+MaxStartups 100:30:200
+LogLevel ERROR
+CONF
+    /usr/sbin/sshd -f "$dir/sshd$i.conf" -E "$dir/sshd$i.log"
+    echo "$addr $(cut -d' ' -f1,2 "$dir/host$i.pub")" >> "$dir/known_hosts"
+    echo "$addr" >> "$dir/hosts"
+  done
+  for i in $(seq 1 "$n"); do
+    for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.3.$i/22) 2>/dev/null && break; sleep 0.02; done
+  done
+  ;;
+down)
+  dir=$2
+  for pidfile in "$dir"/sshd*.pid; do [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; done
+  ;;
+esac
