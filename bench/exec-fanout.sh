@@ -17,16 +17,19 @@ trap 'bash bench/nodes.sh down $dir; rm -rf $dir' EXIT
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timeit() { # prints the median wall time in ms of "$@"
   for _ in $(seq 1 "$RUNS"); do
-    s=$(date +%s%N); "$@" >/dev/null 2>&1 || echo "FAILED: $*" >&2; e=$(date +%s%N)
+    s=$(date +%s%N); "$@" > "$dir/last.log" 2>&1 || { echo "FAILED: $*" >&2; grep -m3 -iE "unreachable|error|fail" "$dir/last.log" >&2; }; e=$(date +%s%N)
     echo $(( (e - s) / 1000000 ))
   done | median
 }
 
 printf '%-6s %10s %10s %14s %12s %14s   %s\n' nodes sous pdsh parallel-ssh ansible-raw ansible-shell "sous/pdsh"
 declare -A sous_ms
+net=3
 for n in 1 8 32; do
+  # A fresh address range per size: no peer can reuse a connection or a host key from the previous size.
   bash bench/nodes.sh down $dir 2>/dev/null || true
-  bash bench/nodes.sh up $n $dir
+  net=$((net + 1))
+  bash bench/nodes.sh up $n $dir $net
   hosts=$(paste -sd, $dir/hosts)
   # sous inventory
   { echo "cluster: bench"; echo "image: vllm/vllm-openai:v0.24.0"; echo "known_hosts: $dir/known_hosts"
@@ -35,7 +38,7 @@ for n in 1 8 32; do
   } > $dir/inv.yaml
   # ansible inventory
   { echo "[all]"; while read -r a; do echo "$a ansible_user=sousbench ansible_ssh_private_key_file=$dir/client"; done < $dir/hosts
-    echo "[all:vars]"; echo "ansible_ssh_common_args='-o UserKnownHostsFile=$dir/known_hosts -o StrictHostKeyChecking=yes'"
+    echo "[all:vars]"; echo "ansible_ssh_common_args='-o UserKnownHostsFile=$dir/known_hosts -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes'"
     echo "ansible_python_interpreter=/usr/bin/python3"; } > $dir/ansible.ini
   sshargs="-o UserKnownHostsFile=$dir/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -i $dir/client"
   t_sous=$(SSH_AUTH_SOCK= timeit $SOUS exec -i $dir/inv.yaml -- uptime)
