@@ -22,10 +22,19 @@ struct Sous: AsyncParsableCommand {
         Exit codes: 0 ok · 1 a check failed or drift · 2 bad input or usage (nothing touched) · 3 a node could not be reached.
         """,
         version: version,
-        subcommands: [RenderCommand.self, PlanCommand.self, ExecCommand.self, RecipesCommand.self, ParsersCommand.self]
+        subcommands: [RenderCommand.self, PlanCommand.self, ExecCommand.self, SimCommand.self, RecipesCommand.self, ParsersCommand.self]
     )
 
     static func main() async {
+        // On a simulated node the modelled tools are links to this binary, told apart by name.
+        let tool = (CommandLine.arguments[0] as NSString).lastPathComponent
+        let rest = Array(CommandLine.arguments.dropFirst())
+        switch tool {
+        case "docker": SimDocker.main(rest)
+        case "nvidia-smi": SimNvidiaSMI.main(rest)
+        case "vllm": SimVLLM.main(rest)
+        default: break
+        }
         do {
             var command = try parseAsRoot()
             if var async = command as? AsyncParsableCommand {

@@ -247,24 +247,24 @@ struct HostileStrings {
 }
 
 /// An address that never answers: it lives behind a veth into a network namespace this test creates, and its
-/// neighbour entry points at a MAC nobody has, so a SYN is dropped without a reply. The whole 10.213.0.0/16
+/// neighbour entry points at a MAC nobody has, so a SYN is dropped without a reply. The whole 10.214.0.0/16
 /// range is first made unreachable, so nothing can leak to a real network.
 @Suite(.serialized) struct SilentAddressTests {
     @Test func addressThatNeverAnswersFailsWithinTheTimeout() async throws {
         let ns = "sous-bh-\(getpid())", host = "sousbh\(getpid() % 10000)"
         let setup = """
-        ip route replace unreachable 10.213.0.0/16
+        ip route replace unreachable 10.214.0.0/16
         ip netns add \(ns)
         ip link add \(host) type veth peer name \(host)p
         ip link set \(host)p netns \(ns)
-        ip addr add 10.213.7.1/30 dev \(host)
+        ip addr add 10.214.7.1/30 dev \(host)
         ip link set \(host) up
         ip -n \(ns) link set \(host)p up
-        ip neigh replace 10.213.7.2 lladdr 02:00:00:5e:00:02 dev \(host) nud permanent
+        ip neigh replace 10.214.7.2 lladdr 02:00:00:5e:00:02 dev \(host) nud permanent
         """
-        defer { _ = try? sh("ip link del \(host); ip netns del \(ns); ip route del unreachable 10.213.0.0/16", quiet: true) }
+        defer { _ = try? sh("ip link del \(host); ip netns del \(ns); ip route del unreachable 10.214.0.0/16", quiet: true) }
         try sh("set -e\n" + setup)
-        let node = NodeSpec(name: "silent", host: "10.213.7.2", port: 22, user: "nobody", interconnectIP: "10.213.7.2", role: .head)
+        let node = NodeSpec(name: "silent", host: "10.214.7.2", port: 22, user: "nobody", interconnectIP: "10.214.7.2", role: .head)
         let transport = SSHTransport(knownHosts: "/dev/null", connectTimeout: .milliseconds(1500), config: SSHConfig(text: "", file: "none"), agentSocket: nil)
         let clock = ContinuousClock()
         let start = clock.now
@@ -273,7 +273,7 @@ struct HostileStrings {
             Issue.record("connected to an address that should never answer")
         } catch let e as SSHError {
             #expect(e.kind == .connectTimeout)
-            #expect(e.detail == "no answer from 10.213.7.2:22 within 1.5 seconds")
+            #expect(e.detail == "no answer from 10.214.7.2:22 within 1.5 seconds")
         }
         let elapsed = clock.now - start
         #expect(elapsed >= .milliseconds(1400) && elapsed < .seconds(4))
