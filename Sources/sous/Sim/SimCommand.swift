@@ -98,6 +98,8 @@ struct SimUp: ParsableCommand {
         var nodeLines: [String] = []
         for i in 1...nodes {
             let name = l.nodeName(i), ns = l.namespace(name), nd = l.nodeDir(name), addr = l.address(i)
+            // A fresh node every time: no images, containers, env files or faults from an earlier run.
+            for old in ["var-lib", "etc-systemd-system", "etc-default", "hf-cache"] { try? fm.removeItem(atPath: "\(nd)/\(old)") }
             for sub in ["etc-systemd-system", "etc-default", "var-lib/sous-sim/faults", "var-lib/sous-sim/docker/containers", "usr-local-bin", "hf-cache", "var-lib-dpkg", "var-lib-apt"] {
                 try fm.createDirectory(atPath: "\(nd)/\(sub)", withIntermediateDirectories: true)
             }
@@ -111,6 +113,9 @@ struct SimUp: ParsableCommand {
             try Local.sh("chown -R \(SimLayout.user): \(nd)/var-lib/sous-sim \(nd)/hf-cache")
             let peers = (1...nodes).map { "\(l.address($0)) \(l.nodeName($0))" }.joined(separator: "\n")
             try "127.0.0.1 localhost\n\(peers)\n".write(toFile: "\(nd)/hosts", atomically: true, encoding: .utf8)
+            // A GB10's 128 GB of unified memory, as the node's own /proc/meminfo.
+            try "MemTotal:       131072000 kB\nMemFree:        126500000 kB\nMemAvailable:   127000000 kB\nBuffers:          100000 kB\nCached:          2000000 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n"
+                .write(toFile: "\(nd)/meminfo", atomically: true, encoding: .utf8)
             let hostKey = "\(nd)/ssh_host_ed25519_key"
             if !fm.fileExists(atPath: hostKey) { try Local.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]) }
             try """
@@ -143,6 +148,7 @@ struct SimUp: ParsableCommand {
                 "mount --bind \(nd)/usr-local-bin /usr/local/bin",
                 "mount --bind \(nd)/hf-cache \(SimLayout.hfCache)",
                 "mount --bind \(nd)/hosts /etc/hosts",
+                "mount --bind \(nd)/meminfo /proc/meminfo",
                 "hostname \(name)", "exec /usr/sbin/sshd -D -f \(nd)/sshd_config -E \(nd)/sshd.log",
             ].joined(separator: " && ")
             let pid = try Local.spawn("/usr/sbin/ip", ["netns", "exec", ns, "unshare", "--mount", "--uts", "--propagation", "private", "/bin/sh", "-c", mounts],

@@ -1,0 +1,138 @@
+import ArgumentParser
+import Foundation
+import SousKit
+import SSH
+
+/// Progress lines: one per step, with its time.
+struct LineReporter: Reporter {
+    var toStderr: Bool
+    func step(_ name: String, _ status: StepStatus, _ detail: String, elapsed: Duration) {
+        let mark = ["ok": "ok     ", "changed": "changed", "failed": "FAILED ", "skipped": "skipped"][status.rawValue]!
+        let line = "\(mark) \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(String(format: "%6.2f s", elapsed.seconds))  \(detail)\n"
+        (toStderr ? FileHandle.standardError : FileHandle.standardOutput).write(Data(line.utf8))
+    }
+}
+
+/// Parses 90, 90s, 30m, 1h.
+func parseDuration(_ text: String) throws -> Duration {
+    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+    var t = text, factor = 1.0
+    if let last = t.last, let f = units[last] { factor = f; t.removeLast() }
+    guard let v = Double(t), v > 0 else { throw UsageError("`\(text)` is not a duration like 90s, 30m or 1h") }
+    return .milliseconds(Int(v * factor * 1000))
+}
+
+/// The API key from the environment variable the inventory names; never printed.
+func apiKey(_ inv: Inventory) throws -> Secret? {
+    guard let name = inv.apiKeyEnv else { return nil }
+    guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+        throw UsageError("\(name) is not set: the inventory's api_key_env names it as the API key",
+                         hint: "export \(name)=\"$(openssl rand -hex 32)\" (and keep it for your clients), or set api_key_env in \(inv.file)")
+    }
+    return Secret(value)
+}
+
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Bring the cluster up and verify it: preflight, pull, env files, workers then head, then wait and check like an agent.",
+        discussion: """
+        Every step first checks whether it is already done: `up` on a healthy cluster restarts nothing and
+        verifies. It ends with a system_fingerprint that shows tp<N> (vLLM ≥ 0.21) and the seed's four agent
+        checks, or stops with the step, the node, the cause and that node's container log.
+        The API key is read from the environment variable the inventory names (api_key_env, default VLLM_API_KEY);
+        it reaches the head only inside a 0600 env file. The result is appended to /var/lib/sous/journal.jsonl on
+        the head and to ~/.local/state/sous/journal.jsonl.
+
+        Try it on the simulated pair:  sous sim up && VLLM_API_KEY=dev sous up --recipe nemotron-3-super-nvfp4 --inventory inventory/sim.yaml
+        """
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var ssh: SSHOptions
+
+    @Option(help: "Override the inventory's image (a pinned tag or digest).")
+    var image: String?
+
+    @Option(help: "How long the engine may take to become healthy (90s, 30m, 1h).")
+    var timeout = "30m"
+
+    @Flag(help: "Print the result as JSON (progress goes to stderr).")
+    var json = false
+
+    func run() async throws {
+        var d = try deployment.load()
+        if let image {
+            var inv = d.inventory
+            inv.image = image
+            inv.vllmVersion = VLLMVersion.fromImage(image) ?? inv.vllmVersion
+            d = try Deployment.make(recipe: d.recipe, inventory: inv)
+        }
+        let key = try apiKey(d.inventory)
+        let runner = UpRunner(deployment: d, transport: ssh.transport(for: d.inventory), probe: URLSessionProbe(), key: key,
+                              reporter: LineReporter(toStderr: json), engineTimeout: try parseDuration(timeout))
+        let result = try await runner.run()
+        if json {
+            print(encodeJSON(result), terminator: "")
+        } else {
+            let passed = result.checks.filter(\.passed).count
+            print("\(d.inventory.cluster): \(d.recipe.servedModelName) verified — \(result.fingerprint ?? "no fingerprint (vLLM < 0.21)"), \(passed)/\(result.checks.count) checks" + (result.restarted ? "" : ", nothing restarted"))
+        }
+    }
+}
+
+struct ValidateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Run the seed's four agent checks against any OpenAI-compatible endpoint, with a diagnosis for each failure.",
+        discussion: """
+        1 model list (with the key; and 401 without it)  2 a forced get_weather tool call  3 JSON-parseable
+        arguments  4 a tool-result round trip that ends in an answer. With --tp N, the completion's
+        system_fingerprint must also show tpN. Exit 0 when every check passes, 1 otherwise.
+
+        Example: VLLM_API_KEY=… sous validate --base-url http://spark-a:8000/v1 --model nvidia/nemotron-3-super --tp 2
+        """
+    )
+
+    @Option(help: "The endpoint, e.g. http://host:8000/v1.")
+    var baseURL: String
+
+    @Option(help: "The model id (the served name).")
+    var model: String
+
+    @Option(help: "Environment variable holding the API key (none: no key is sent).")
+    var apiKeyEnv = "VLLM_API_KEY"
+
+    @Option(help: "Take sampling from this recipe.")
+    var recipe: String?
+
+    @Option(help: "Require system_fingerprint to show this tensor-parallel size.")
+    var tp: Int?
+
+    @Option(help: "Seconds to wait for each request.")
+    var timeout: Double = 120
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let key = ProcessInfo.processInfo.environment[apiKeyEnv].flatMap { $0.isEmpty ? nil : Secret($0) }
+        var sampling: [(String, Double)] = []
+        if let recipe {
+            let path = FileManager.default.fileExists(atPath: recipe) || recipe.contains("/") ? recipe : "recipes/\(recipe).yaml"
+            sampling = try RecipeReader.load(path: path).0.sampling.map { ($0.key, $0.value.value) }
+        }
+        let results = await Validator(probe: URLSessionProbe(), baseURL: baseURL, model: model, key: key, sampling: sampling,
+                                      tensorParallel: tp, timeout: .milliseconds(Int(timeout * 1000))).run()
+        if json {
+            print(encodeJSON(results), terminator: "")
+        } else {
+            for r in results {
+                print("\(r.passed ? "PASS" : "FAIL")  \(r.name): \(r.detail)")
+                if let d = r.diagnosis, !r.passed { print("      cause/fix: \(d)") }
+            }
+            print("\(results.filter(\.passed).count)/\(results.count) checks passed")
+        }
+        if results.contains(where: { !$0.passed }) { throw ExitCode(ExitStatus.checkFailed.rawValue) }
+    }
+}
