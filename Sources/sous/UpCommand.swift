@@ -57,6 +57,9 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "How long the engine may take to become healthy (90s, 30m, 1h).")
     var timeout = "30m"
 
+    @Option(help: "Seconds each verification request may take (a wedged engine never answers).")
+    var checkTimeout: Double = 120
+
     @Flag(help: "Print the result as JSON (progress goes to stderr).")
     var json = false
 
@@ -70,7 +73,8 @@ struct UpCommand: AsyncParsableCommand {
         }
         let key = try apiKey(d.inventory)
         let runner = UpRunner(deployment: d, transport: ssh.transport(for: d.inventory), probe: URLSessionProbe(), key: key,
-                              reporter: LineReporter(toStderr: json), engineTimeout: try parseDuration(timeout))
+                              reporter: LineReporter(toStderr: json), engineTimeout: try parseDuration(timeout),
+                              checkTimeout: .milliseconds(Int(checkTimeout * 1000)))
         let result = try await runner.run()
         if json {
             print(encodeJSON(result), terminator: "")

@@ -61,9 +61,12 @@ public struct UpRunner: Sendable {
     /// How long the engine may take from start to a healthy /health.
     public var engineTimeout: Duration
     public var pollInterval: Duration
+    /// How long each verification request may take.
+    public var checkTimeout: Duration
 
     public init(deployment: Deployment, transport: Transport, probe: HTTPProbe, key: Secret?, reporter: Reporter,
-                engineTimeout: Duration = .seconds(1800), pollInterval: Duration = .milliseconds(250)) {
+                engineTimeout: Duration = .seconds(1800), pollInterval: Duration = .milliseconds(250), checkTimeout: Duration = .seconds(120)) {
+        self.checkTimeout = checkTimeout
         self.deployment = deployment
         self.transport = transport
         self.probe = probe
@@ -224,7 +227,7 @@ public struct UpRunner: Sendable {
         let hasFingerprint = version.map { ParserCatalog.builtin.hasSystemFingerprint($0) } ?? true
         let sampling = deployment.recipe.sampling.map { ($0.key, $0.value.value) }
         let checks = await Validator(probe: probe, baseURL: baseURL, model: deployment.recipe.servedModelName, key: key, sampling: sampling,
-                                     tensorParallel: hasFingerprint ? deployment.recipe.tensorParallelSize : nil, timeout: .seconds(120)).run()
+                                     tensorParallel: hasFingerprint ? deployment.recipe.tensorParallelSize : nil, timeout: checkTimeout).run()
         var fingerprint = checks.first { $0.name.hasPrefix("fingerprint") && $0.passed }?.detail
         if !hasFingerprint {
             // No fingerprint before vLLM 0.21: the topology comes from what every rank was started with.

@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+import SousKit
+
+/// End to end on the simulated pair, over real SSH: `sous sim up`, then the built `sous` binary as a person runs it.
+/// One simulation at a time (the sim's namespaces, bridge and range are fixed), so the suite is serialized.
+@Suite(.serialized) final class SimEndToEndTests {
+    let dir: String
+    let inventory: String
+    let key = "sk-sim-\(UUID().uuidString)"
+
+    init() throws {
+        dir = NSTemporaryDirectory() + "sous-sim-\(UUID().uuidString.prefix(8))"
+        inventory = dir + "/sim.yaml"
+        let r = try Self.sous(["sim", "up", "--dir", dir, "--load-seconds", "0.4", "--pull-seconds", "0.1"], key: nil)
+        guard r.status == 0 else { throw HarnessError("sim up failed: \(r.err)") }
+    }
+
+    deinit {
+        _ = try? Self.sous(["sim", "down", "--dir", dir], key: nil)
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    static func repoPath(_ relative: String) -> String {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path + "/" + relative
+    }
+
+    static var binary: String {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let here = dir.appendingPathComponent("sous").path
+        return FileManager.default.fileExists(atPath: here) ? here : dir.deletingLastPathComponent().appendingPathComponent("sous").path
+    }
+
+    static func sous(_ args: [String], key: String?) throws -> (out: String, err: String, status: Int32) {
+        let tmp = NSTemporaryDirectory() + "sous-e2e-\(UUID().uuidString)"
+        defer { unlink(tmp + ".out"); unlink(tmp + ".err") }
+        let quoted = try ([binary] + args).map { try ShellQuote.quote($0) }.joined(separator: " ")
+        let env = "SSH_AUTH_SOCK= XDG_STATE_HOME=\(NSTemporaryDirectory())sous-e2e-state " + (key.map { "VLLM_API_KEY=\($0) " } ?? "VLLM_API_KEY= ")
+        let (status, _) = try shStatus("\(env)\(quoted) > \(tmp).out 2> \(tmp).err")
+        return ((try? String(contentsOfFile: tmp + ".out", encoding: .utf8)) ?? "", (try? String(contentsOfFile: tmp + ".err", encoding: .utf8)) ?? "", status)
+    }
+
+    func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) { try Self.sous(args, key: key) }
+    func up(_ extra: [String] = []) throws -> (out: String, err: String, status: Int32) {
+        try sous(["up", "--recipe", Self.repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory] + extra)
+    }
+    func exec(_ node: String, _ script: String) throws -> String {
+        try sous(["exec", "-i", inventory, "--nodes", node, "--", script]).out
+    }
+    func fault(_ node: String, _ kind: String) throws {
+        let r = try sous(["sim", "fault", "--dir", dir, node, kind])
+        #expect(r.status == 0, "\(r.err)")
+    }
+
+    @Test func healthyUpThenASecondUpChangesNothing() throws {
+        let first = try up(["--json"])
+        #expect(first.status == 0, "\(first.err)")
+        let result = try JSONSerialization.jsonObject(with: Data(first.out.utf8)) as! [String: Any]
+        #expect((result["fingerprint"] as? String)?.contains("-tp2-") == true)
+        let checks = result["checks"] as! [[String: Any]]
+        #expect(checks.count == 6 && checks.allSatisfy { $0["passed"] as? Bool == true })
+        #expect(result["restarted"] as? Bool == true)
+        let idBefore = try exec("spark-1", "docker inspect --format '{{.Id}}' sous-vllm")
+
+        let second = try up()
+        #expect(second.status == 0, "\(second.err)")
+        #expect(second.out.hasSuffix("6/6 checks, nothing restarted\n"))
+        for step in ["env", "start", "pull"] { #expect(second.err.contains("\nok      \(step)") || second.out.contains("ok      \(step)")) }
+        #expect(try exec("spark-1", "docker inspect --format '{{.Id}}' sous-vllm") == idBefore)
+        #expect(try exec("spark-1", "wc -l < /var/lib/sous/journal.jsonl") == "spark-1: 2\n")
+        #expect(try exec("spark-1", "stat -c %a /var/lib/sous/vllm.env") == "spark-1: 600\n")
+        #expect(try exec("spark-2", "grep -c VLLM_API_KEY /var/lib/sous/vllm.env || true") == "spark-2: 0\n")
+    }
+
+    @Test func theKeyNeverLeaks() throws {
+        let r = try up()
+        #expect(r.status == 0, "\(r.err)")
+        #expect(!r.out.contains(key) && !r.err.contains(key))
+        // Every process on this machine, the nodes' sshd sessions and engines included.
+        // The pattern comes from a file, so no command line of ours carries it either.
+        let pattern = NSTemporaryDirectory() + "sous-key-pattern"
+        try key.write(toFile: pattern, atomically: true, encoding: .utf8)
+        defer { unlink(pattern) }
+        let (_, hits) = try shStatus("grep -l -a -F -f \(pattern) /proc/[0-9]*/cmdline 2>/dev/null || true")
+        #expect(hits.trimmingCharacters(in: .whitespacesAndNewlines) == "")
+        let journal = try exec("spark-1", "cat /var/lib/sous/journal.jsonl")
+        #expect(!journal.contains(key))
+    }
+
+    @Test func theSeedsFourChecksAsCurlAndJq() throws {
+        #expect(try up().status == 0)
+        let base = "http://10.213.0.11:8000"
+        let tool = #"{"model": "nvidia/nemotron-3-super", "temperature": 1.0, "top_p": 0.95, "max_tokens": 1024, "tool_choice": "auto", "messages": [{"role": "user", "content": "What is the current weather in Zurich? Call the get_weather tool to find out."}], "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Get the current weather for a city.", "parameters": {"type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["location"]}}}]}"#
+        let script = """
+        set -u
+        K='\(key)'; B=\(base)
+        curl -s $B/v1/models -H "Authorization: Bearer $K" | jq -r '.data[].id'
+        curl -s -o /dev/null -w '%{http_code}\\n' $B/v1/models
+        R=$(curl -s $B/v1/chat/completions -H "Authorization: Bearer $K" -H 'Content-Type: application/json' -d '\(tool)')
+        echo "$R" | jq -e '.choices[0] as $c | ($c.finish_reason == "tool_calls") and ($c.message.tool_calls | type == "array") and ($c.message.tool_calls[0].function.name == "get_weather") and ($c.message.tool_calls[0].function.arguments | fromjson | type == "object")' >/dev/null && echo "PASS: tool_calls well-formed" || echo "FAIL"
+        ID=$(echo "$R" | jq -r '.choices[0].message.tool_calls[0].id')
+        curl -s $B/v1/chat/completions -H "Authorization: Bearer $K" -H 'Content-Type: application/json' -d '{"model": "nvidia/nemotron-3-super", "max_tokens": 1024, "messages": [{"role": "user", "content": "What is the current weather in Zurich? Call the get_weather tool."}, {"role": "assistant", "content": null, "tool_calls": [{"id": "'$ID'", "type": "function", "function": {"name": "get_weather", "arguments": "{\\"location\\": \\"Zurich\\"}"}}]}, {"role": "tool", "tool_call_id": "'$ID'", "content": "{\\"location\\": \\"Zurich\\", \\"temp_c\\": 12, \\"condition\\": \\"cloudy\\"}"}]}' | jq -r '.choices[0] | "\\(.finish_reason) \\(.message.content)"'
+        echo "$R" | jq -r .system_fingerprint
+        """
+        let out = try sh(script)
+        let lines = out.split(separator: "\n").map(String.init)
+        #expect(lines[0] == "nvidia/nemotron-3-super")
+        #expect(lines[1] == "401")
+        #expect(lines[2] == "PASS: tool_calls well-formed")
+        #expect(lines[3] == "stop It is 12°C and cloudy in Zurich right now.")
+        #expect(lines[4].hasPrefix("vllm-0.24.0-tp2-"))
+    }
+
+    /// Each fault fails `up` at the layer where it shows on a real server, with that layer's diagnosis.
+    @Test(arguments: [
+        ("wrong-parser", "spark-1", false, "error: verify: tool call failed on spark-1", "the reasoning and tool parsers are not the model's"),
+        ("malformed-arguments", "spark-1", false, "error: verify: JSON arguments failed on spark-1", "parser/model mismatch"),
+        ("engine-dead", "spark-1", false, "error: wait: /health failed on spark-1", "no 200"),
+        ("crash-on-start", "spark-2", true, "error: wait: container running failed on spark-2", "simulated crash-on-start"),
+        ("worker-never-joins", "spark-2", true, "error: wait: /health failed on spark-1", "never joins"),
+        ("wedge", "spark-1", false, "error: verify: tool call failed on spark-1", "wedged engine"),
+    ])
+    func faultsFailAtTheirLayer(kind: String, node: String, restart: Bool, expected: String, diagnosis: String) throws {
+        #expect(try up().status == 0)
+        try fault(node, kind)
+        if restart { _ = try exec("spark-1,spark-2", "docker rm -f sous-vllm") }
+        let r = try up(["--timeout", "3s", "--check-timeout", "3"])
+        #expect(r.status == 1, "\(r.out)\n\(r.err)")
+        #expect(r.err.contains(expected), "\(r.err)")
+        #expect(r.err.contains(diagnosis), "\(r.err)")
+        #expect(r.err.contains("hint: "))
+    }
+
+    @Test func anUnreachableNodeExitsThree() throws {
+        try fault("spark-2", "sshd-down")
+        let r = try up()
+        #expect(r.status == 3)
+        #expect(r.err.contains("error: connect failed on spark-2: spark-2 (sous@10.213.0.12): cannot connect to 10.213.0.12:22: Connection refused"), "\(r.err)")
+    }
+
+    @Test func nodesDoNotShareEtcOrVarLib() throws {
+        _ = try exec("spark-1", "echo one | sudo -n tee /etc/default/sous-probe >/dev/null; echo one | sudo -n tee /var/lib/sous-probe >/dev/null")
+        #expect(try exec("spark-1", "cat /etc/default/sous-probe /var/lib/sous-probe") == "spark-1: one\nspark-1: one\n")
+        #expect(try exec("spark-2", "ls /etc/default/sous-probe /var/lib/sous-probe 2>&1 | wc -l; hostname") == "spark-2: 2\nspark-2: spark-2\n")
+        #expect(!FileManager.default.fileExists(atPath: "/etc/default/sous-probe"))
+    }
+
+    @Test func downRemovesEverything() throws {
+        #expect(try up().status == 0)
+        let r = try sous(["sim", "down", "--dir", dir])
+        #expect(r.status == 0)
+        #expect(try sh("ip netns list | grep -c '^sous-spark-' || true") == "0\n")
+        #expect(try sh("ip link show sousbr0 >/dev/null 2>&1 && echo present || echo gone") == "gone\n")
+        #expect(try sh("ip route show type unreachable | grep -c 10.213.0.0/16 || true") == "0\n")
+        // `[s]shd` matches sshd but not this shell's own command line.
+        #expect(try sh("pgrep -f '[s]shd -D -f \(dir)' | wc -l") == "0\n")
+        // down twice is fine, and up works again after it.
+        #expect(try sous(["sim", "down", "--dir", dir]).status == 0)
+    }
+}
