@@ -79,8 +79,9 @@ struct UpCommand: AsyncParsableCommand {
         if json {
             print(encodeJSON(result), terminator: "")
         } else {
-            let passed = result.checks.filter(\.passed).count
-            print("\(d.inventory.cluster): \(d.recipe.servedModelName) verified — \(result.fingerprint ?? "no fingerprint (vLLM < 0.21)"), \(passed)/\(result.checks.count) checks" + (result.restarted ? "" : ", nothing restarted"))
+            let four = result.checks.filter { AgentChecks.fourChecks.contains($0.name) }
+            let auth = result.checks.contains { $0.name == "auth enforced" && $0.passed } ? ", 401 without the key" : ""
+            print("\(d.inventory.cluster): \(d.recipe.servedModelName) verified — \(result.fingerprint ?? "no fingerprint (vLLM < 0.21; tp checked with docker inspect)"), \(four.filter(\.passed).count)/\(four.count) agent checks\(auth)" + (result.restarted ? "" : ", nothing restarted"))
         }
     }
 }

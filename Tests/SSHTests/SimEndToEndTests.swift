@@ -66,7 +66,7 @@ import SousKit
 
         let second = try up()
         #expect(second.status == 0, "\(second.err)")
-        #expect(second.out.hasSuffix("6/6 checks, nothing restarted\n"))
+        #expect(second.out.hasSuffix("4/4 agent checks, 401 without the key, nothing restarted\n"))
         for step in ["env", "start", "pull"] { #expect(second.err.contains("\nok      \(step)") || second.out.contains("ok      \(step)")) }
         #expect(try exec("spark-1", "docker inspect --format '{{.Id}}' sous-vllm") == idBefore)
         #expect(try exec("spark-1", "wc -l < /var/lib/sous/journal.jsonl") == "spark-1: 2\n")

@@ -31,6 +31,9 @@ public struct CheckResult: Sendable, Equatable, Encodable {
 /// The seed's four endpoint checks (model list, tool call, JSON arguments, tool-result round trip) and the
 /// fingerprint check, as pure verdicts over HTTP responses.
 public enum AgentChecks {
+    /// The seed's four checks (the others, auth and fingerprint, are extra gates).
+    public static let fourChecks: Set<String> = ["model list", "tool call", "JSON arguments", "tool-result round trip"]
+
     public static let toolPrompt = "What is the current weather in Zurich? Call the get_weather tool to find out."
 
     public static var weatherTool: [String: Any] { [
