@@ -53,14 +53,19 @@ final class Connection: @unchecked Sendable {
 
     init(target: SSHTarget) { self.target = target }
 
-    deinit {
+    deinit { shutdown() }
+
+    /// Says goodbye and frees the session. Called on the connection's own queue by `SSHSession.close()`, so it
+    /// never runs on another thread while the process exits (OpenSSL's exit handlers free what it would use).
+    func shutdown() {
         if let session {
             libssh2_session_set_blocking(session, 1)
             libssh2_session_set_timeout(session, 2000)
             libssh2_session_disconnect_ex(session, SSH_DISCONNECT_BY_APPLICATION, "bye", "")
             libssh2_session_free(session)
+            self.session = nil
         }
-        if fd >= 0 { Glibc.close(fd) }
+        if fd >= 0 { Glibc.close(fd); fd = -1 }
     }
 
     func fail(_ kind: SSHError.Kind, _ detail: String, hint: String? = nil) -> SSHError {

@@ -126,7 +126,7 @@ extension Connection {
         let place: RemoteCommand
         if sudo {
             let staged = "\(dir)/.\(name).sous-\(suffix)"
-            place = RemoteCommand(["sh", "-c", "install -m \(octal) -o root -g root -T \"$1\" \"$2\" && mv -f -- \"$2\" \"$3\"; rc=$?; rm -f -- \"$1\"; exit $rc",
+            place = RemoteCommand(["sh", "-c", "mkdir -p -- \"$(dirname -- \"$3\")\" && install -m \(octal) -o root -g root -T \"$1\" \"$2\" && mv -f -- \"$2\" \"$3\"; rc=$?; rm -f -- \"$1\"; exit $rc",
                                    "sous-upload", temp, staged, path], timeout: .seconds(30), sudo: true)
         } else {
             place = RemoteCommand(["mv", "-f", "--", temp, path], timeout: .seconds(30))

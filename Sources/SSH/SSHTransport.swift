@@ -40,7 +40,12 @@ public struct SSHTransport: Transport {
 
     public func connect(_ node: NodeSpec) async throws -> NodeSession {
         let session = SSHSession(node: node, target: target(for: node))
-        try await session.perform { try $0.open() }
+        do {
+            try await session.perform { try $0.open() }
+        } catch {
+            await session.close()
+            throw error
+        }
         return session
     }
 }
@@ -78,5 +83,7 @@ public final class SSHSession: NodeSession, @unchecked Sendable {
         try await perform { $0.hostKeyFingerprint() }
     }
 
-    public func close() async {}
+    public func close() async {
+        _ = try? await perform { $0.shutdown() }
+    }
 }

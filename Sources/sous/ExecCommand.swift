@@ -74,8 +74,7 @@ struct ExecCommand: AsyncParsableCommand {
         let clock = ContinuousClock()
         let start = clock.now
         let outcomes = await fanOut(selected) { node in
-            let session = try await transport.connect(node)
-            return try await session.run(remote)
+            try await transport.with(node) { try await $0.run(remote) }
         }
         let elapsed = clock.now - start
 

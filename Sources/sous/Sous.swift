@@ -22,7 +22,7 @@ struct Sous: AsyncParsableCommand {
         Exit codes: 0 ok · 1 a check failed or drift · 2 bad input or usage (nothing touched) · 3 a node could not be reached.
         """,
         version: version,
-        subcommands: [UpCommand.self, ValidateCommand.self, RenderCommand.self, PlanCommand.self, ExecCommand.self, SimCommand.self, RecipesCommand.self, ParsersCommand.self]
+        subcommands: [UpCommand.self, HardenCommand.self, ValidateCommand.self, RenderCommand.self, PlanCommand.self, ExecCommand.self, SimCommand.self, RecipesCommand.self, ParsersCommand.self]
     )
 
     static func main() async {
@@ -33,6 +33,7 @@ struct Sous: AsyncParsableCommand {
         case "docker": SimDocker.main(rest)
         case "nvidia-smi": SimNvidiaSMI.main(rest)
         case "vllm": SimVLLM.main(rest)
+        case "systemctl": SimSystemctl.main(rest)
         default: break
         }
         do {

@@ -74,6 +74,25 @@ import SousKit
         #expect(try exec("spark-2", "grep -c VLLM_API_KEY /var/lib/sous/vllm.env || true") == "spark-2: 0\n")
     }
 
+    @Test func hardenIsVerifiedAndIdempotent() throws {
+        let drift = try sous(["harden", "-i", inventory, "--check"])
+        #expect(drift.status == 1)
+        #expect(drift.out.contains("DRIFT   spark-1    sshd oom  running sshd at 0, drop-in missing"))
+        let first = try sous(["harden", "-i", inventory])
+        #expect(first.status == 0, "\(first.err)")
+        #expect(first.out.contains("changed spark-2    sshd oom  wrote /etc/systemd/system/ssh.service.d/sous-oom.conf, restarted ssh; running sshd at -1000"))
+        let again = try sous(["harden", "-i", inventory])
+        #expect(again.status == 0)
+        #expect(again.out.split(separator: "\n").allSatisfy { $0.hasPrefix("ok ") }, "\(again.out)")
+        #expect(try sous(["harden", "-i", inventory, "--check"]).status == 0)
+        for node in ["spark-1", "spark-2"] {
+            #expect(try exec(node, "cat /proc/$(systemctl show -p MainPID --value ssh)/oom_score_adj; systemctl is-active earlyoom") == "\(node): -1000\n\(node): active\n")
+        }
+        // The earlyoom running in each node's namespace is the real binary with sous's patterns.
+        let ns = try sh("for p in $(ip netns pids sous-spark-2); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done | grep '^/usr/bin/earlyoom'")
+        #expect(ns.contains("--avoid (^|/)(sshd|systemd|dockerd|containerd)$ --prefer (^|/)(vllm|VLLM.*|python[0-9.]*|ray|raylet)$"))
+    }
+
     @Test func theKeyNeverLeaks() throws {
         let r = try up()
         #expect(r.status == 0, "\(r.err)")
@@ -136,7 +155,7 @@ import SousKit
     @Test func anUnreachableNodeExitsThree() throws {
         try fault("spark-2", "sshd-down")
         let r = try up()
-        #expect(r.status == 3)
+        #expect(r.status == 3, "\(r.err)")
         #expect(r.err.contains("error: connect failed on spark-2: spark-2 (sous@10.213.0.12): cannot connect to 10.213.0.12:22: Connection refused"), "\(r.err)")
     }
 

@@ -81,6 +81,45 @@ public protocol Transport: Sendable {
     func connect(_ node: NodeSpec) async throws -> NodeSession
 }
 
+/// Connects to every node at once, runs `body` with the open sessions, and closes them all afterwards,
+/// whether `body` succeeds or throws. A node that cannot be reached is reported through `onUnreachable`.
+public func withSessions<T: Sendable>(_ nodes: [NodeSpec], transport: Transport,
+                                      onUnreachable: (NodeSpec, any Error) throws -> Never,
+                                      _ body: ([String: NodeSession]) async throws -> T) async throws -> T {
+    let connected = await fanOut(nodes) { try await transport.connect($0) }
+    var sessions: [String: NodeSession] = [:]
+    for o in connected { if case .success(let s) = o.result { sessions[o.node.name] = s } }
+    func closeAll() async { for s in sessions.values { await s.close() } }
+    if let failed = connected.first(where: { if case .failure = $0.result { return true } else { return false } }),
+       case .failure(let e) = failed.result {
+        await closeAll()
+        try onUnreachable(failed.node, e)
+    }
+    do {
+        let value = try await body(sessions)
+        await closeAll()
+        return value
+    } catch {
+        await closeAll()
+        throw error
+    }
+}
+
+extension Transport {
+    /// Connects, runs `body`, and closes the session whether `body` succeeds or throws.
+    public func with<T: Sendable>(_ node: NodeSpec, _ body: (NodeSession) async throws -> T) async throws -> T {
+        let s = try await connect(node)
+        do {
+            let value = try await body(s)
+            await s.close()
+            return value
+        } catch {
+            await s.close()
+            throw error
+        }
+    }
+}
+
 /// The outcome on one node of a fanned-out step.
 public struct NodeOutcome<T: Sendable>: Sendable {
     public var node: NodeSpec

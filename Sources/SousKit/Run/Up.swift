@@ -96,22 +96,26 @@ public struct UpRunner: Sendable {
         let commands = try Renderer(deployment).nodes()
         let byName = Dictionary(uniqueKeysWithValues: commands.map { ($0.node.name, $0) })
 
-        // Connect to every node once; the sessions are reused for the whole operation.
-        var t = clock.now
-        let connected = await fanOut(inv.nodes) { try await transport.connect($0) }
-        var sessions: [String: NodeSession] = [:]
-        for o in connected {
-            switch o.result {
-            case .success(let s): sessions[o.node.name] = s
-            case .failure(let e):
-                record("connect", .failed, o.node.name, t)
-                throw UpFailure(step: "connect", node: o.node.name, cause: (e as? SousFailure)?.message ?? "\(e)", hint: (e as? SousFailure)?.hint, exitCode: .unreachable)
-            }
+        // Connect to every node once; the sessions are reused for the whole operation and closed at its end.
+        let t0 = clock.now
+        return try await withSessions(inv.nodes, transport: transport, onUnreachable: { node, e in
+            record("connect", .failed, node.name, t0)
+            throw UpFailure(step: "connect", node: node.name, cause: (e as? SousFailure)?.message ?? "\(e)", hint: (e as? SousFailure)?.hint, exitCode: .unreachable)
+        }) { sessions in
+            record("connect", .ok, "\(sessions.count) nodes", t0)
+            var result = try await proceed(sessions, commands: commands, byName: byName, record: record)
+            result.steps = steps.records
+            try await journal(result, head: sessions[inv.head.name]!)
+            return result
         }
-        record("connect", .ok, "\(sessions.count) nodes", t)
+    }
+
+    func proceed(_ sessions: [String: NodeSession], commands: [NodeCommand], byName: [String: NodeCommand],
+                 record: (String, StepStatus, String, ContinuousClock.Instant) -> Void) async throws -> UpResult {
+        let clock = ContinuousClock()
+        var t = clock.now
 
         // Preflight: read-only; stops at the first node that cannot run the engine.
-        t = clock.now
         let peers = inv.nodes.map(\.interconnectIP)
         let gmu = deployment.engine.gpuMemoryUtilization
         try await each(sessions, step: "preflight") { node, s in
@@ -128,6 +132,12 @@ public struct UpRunner: Sendable {
             if !r.ok { throw UpFailure(step: "preflight", node: node.name, cause: r.tail(), hint: "fix it on \(node.name), then run sous up again", exitCode: .checkFailed) }
         }
         record("preflight", .ok, "sudo, docker, GPU, interconnect, memory", t)
+
+        // Harden: sshd at OOMScoreAdjust -1000, earlyoom avoiding it.
+        t = clock.now
+        let hardened = try await each(sessions, step: "harden") { _, s in try await Harden.run(s, check: false) }
+        let hardenChanged = hardened.values.contains { $0.drift }
+        record("harden", hardenChanged ? .changed : .ok, "sshd oom_score_adj -1000, earlyoom active", t)
 
         // Pull in parallel; the same image ID everywhere.
         t = clock.now
@@ -250,8 +260,7 @@ public struct UpRunner: Sendable {
         let result = UpResult(cluster: inv.cluster, recipe: deployment.recipe.name,
                               recipe_digest: String(sha256Hex(commands.map { (try? ShellQuote.join($0.dockerArgv)) ?? "" }.joined(separator: "\n")).prefix(16)),
                               image: inv.image, image_id: imageID, fingerprint: fingerprint, restarted: restarted, checks: checks,
-                              steps: steps.records, finished_at: ISO8601DateFormatter().string(from: Date()))
-        try await journal(result, head: sessions[inv.head.name]!)
+                              steps: [], finished_at: ISO8601DateFormatter().string(from: Date()))
         return result
     }
 

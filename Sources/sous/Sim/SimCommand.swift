@@ -107,8 +107,8 @@ struct SimUp: ParsableCommand {
             let tools = "\(nd)/usr-local-bin/sous-sim-tools"
             try? fm.removeItem(atPath: tools)
             try fm.copyItem(atPath: Local.selfExecutable, toPath: tools)
-            for t in ["docker", "nvidia-smi"] { try? fm.removeItem(atPath: "\(nd)/usr-local-bin/\(t)"); try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools") }
-            let config = ["load_seconds": loadSeconds, "pull_seconds": pullSeconds, "node": name] as [String: Any]
+            for t in ["docker", "nvidia-smi", "systemctl"] { try? fm.removeItem(atPath: "\(nd)/usr-local-bin/\(t)"); try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools") }
+            let config = ["load_seconds": loadSeconds, "pull_seconds": pullSeconds, "node": name, "sshd_pid_file": "\(nd)/sshd.pid"] as [String: Any]
             try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: "\(nd)/var-lib/sous-sim/config.json"))
             try Local.sh("chown -R \(SimLayout.user): \(nd)/var-lib/sous-sim \(nd)/hf-cache")
             let peers = (1...nodes).map { "\(l.address($0)) \(l.nodeName($0))" }.joined(separator: "\n")

@@ -16,6 +16,12 @@ enum SimPaths {
         return Set(names.compactMap(SimFault.init(rawValue:)))
     }
 
+    static func string(_ key: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: config),
+              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return obj[key] as? String
+    }
+
     static func setting(_ key: String, default value: Double) -> Double {
         guard let data = FileManager.default.contents(atPath: config),
               let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return value }
