@@ -93,6 +93,8 @@ struct SimUp: ParsableCommand {
         try fm.createDirectory(atPath: l.dir + "/authorized", withIntermediateDirectories: true)
         try? fm.removeItem(atPath: l.dir + "/authorized/\(SimLayout.user)")
         try fm.copyItem(atPath: l.clientKey + ".pub", toPath: l.dir + "/authorized/\(SimLayout.user)")
+        // sshd reads authorized keys as the login user: the directory must be traversable by it.
+        try Local.sh("chmod 0755 '\(l.dir)' '\(l.dir)/authorized' && chmod 0644 '\(l.dir)/authorized/\(SimLayout.user)'")
 
         var known = "", state: [[String: Any]] = []
         var nodeLines: [String] = []
