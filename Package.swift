@@ -33,16 +33,23 @@ let package = Package(
             name: "SSH",
             dependencies: ["CLibSSH2", "SousKit"]
         ),
+        // The simulated node's modelled tools (docker, systemctl, nvidia-smi) and its fake vLLM.
+        .target(
+            name: "SousSim",
+            dependencies: ["SousKit"]
+        ),
         .executableTarget(
             name: "sous",
             dependencies: [
-                "SousKit", "SSH",
+                "SousKit", "SSH", "SousSim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "SousKitTests", dependencies: ["SousKit"], exclude: ["Golden"]),
-        .testTarget(name: "SSHTests", dependencies: ["SSH", "SousKit"]),
+        // Helpers shared by the test targets: hostile strings, the built binary, local processes.
+        .target(name: "SousTestSupport", dependencies: ["SousKit", "SousSim"], path: "Tests/SousTestSupport"),
+        .testTarget(name: "SousKitTests", dependencies: ["SousKit", "SousTestSupport"], exclude: ["Golden"]),
+        .testTarget(name: "SSHTests", dependencies: ["SSH", "SousKit", "SousSim", "SousTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

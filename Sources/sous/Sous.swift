@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SousKit
+import SousSim
 
 @main
 struct Sous: AsyncParsableCommand {

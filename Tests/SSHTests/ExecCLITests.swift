@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SousKit
+import SousTestSupport
 
 /// `sous exec` end to end: the built binary, an inventory file, real sshd nodes.
 @Suite(.serialized) struct ExecCLITests {
@@ -24,17 +25,8 @@ import SousKit
         try text.write(toFile: inventory, atomically: true, encoding: .utf8)
     }
 
-    var sousPath: String {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let here = dir.appendingPathComponent("sous").path
-        return FileManager.default.fileExists(atPath: here) ? here : dir.deletingLastPathComponent().appendingPathComponent("sous").path
-    }
-
     func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) {
-        let outFile = harness.dir + "/out", errFile = harness.dir + "/err"
-        let quoted = try ([sousPath] + args).map { try ShellQuote.quote($0) }.joined(separator: " ")
-        let (status, _) = try shStatus("SSH_AUTH_SOCK= \(quoted) > \(outFile) 2> \(errFile)")
-        return (try String(contentsOfFile: outFile, encoding: .utf8), try String(contentsOfFile: errFile, encoding: .utf8), status)
+        try runSous(args, env: "SSH_AUTH_SOCK=")
     }
 
     @Test func everyNodeAnswers() throws {

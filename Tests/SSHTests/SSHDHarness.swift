@@ -1,6 +1,8 @@
 import Foundation
 import SousKit
 @testable import SSH
+import SousSim
+import SousTestSupport
 
 /// Real OpenSSH sshd "nodes" on loopback addresses (127.0.2.x:22), each with its own host key, an ordinary
 /// login user, a client key and a known_hosts file. Needs root. Stops exactly the processes it started.
@@ -68,7 +70,7 @@ final class SSHDHarness: @unchecked Sendable {
         try config(index: index, address: address, hostKey: hostKey).write(toFile: cfg, atomically: true, encoding: .utf8)
         // posix_spawn, not Foundation's Process: Process's child monitor blocks in wait4 on a long-running
         // child and stalls every later Process.waitUntilExit.
-        let pid = try spawn("/usr/sbin/sshd", ["-f", cfg, "-D", "-E", "\(dir)/sshd\(index).log"])
+        let pid = try Local.spawn("/usr/sbin/sshd", ["-f", cfg, "-D", "-E", "\(dir)/sshd\(index).log"])
         pids.append(pid)
     }
 
@@ -123,7 +125,7 @@ final class SSHDHarness: @unchecked Sendable {
             if let pid = pids.last, kill(pid, 0) != 0 || Self.isZombie(pid) {
                 throw HarnessError("sshd on \(address) exited: \((try? String(contentsOfFile: "\(dir)/sshd\(pids.count - 1).log", encoding: .utf8)) ?? "")")
             }
-            if (try? sh("exec 3<>/dev/tcp/\(address)/22", quiet: true)) != nil { return }
+            if (try? sh("exec 3<>/dev/tcp/\(address)/22")) != nil { return }
             usleep(10_000)
         }
         throw HarnessError("sshd on \(address) did not start; see \(dir)/*.log")
@@ -135,7 +137,7 @@ final class SSHDHarness: @unchecked Sendable {
         while true {
             let address = "127.0.2.\(nextOctet)"
             nextOctet = nextOctet >= 250 ? 10 : nextOctet + 1
-            if (try? sh("exec 3<>/dev/tcp/\(address)/22", quiet: true)) == nil { return address }
+            if (try? sh("exec 3<>/dev/tcp/\(address)/22")) == nil { return address }
         }
     }
 
@@ -147,7 +149,7 @@ final class SSHDHarness: @unchecked Sendable {
 
     static func ensureUsers() throws {
         lock.lock(); defer { lock.unlock() }
-        for u in [user, plainUser] where (try? sh("id -u \(u)", quiet: true)) == nil {
+        for u in [user, plainUser] where (try? sh("id -u \(u)")) == nil {
             try sh("useradd -m -s /bin/sh \(u) && usermod -p '*' \(u)")
         }
         try "\(user) ALL=(ALL) NOPASSWD:ALL\n".write(toFile: "/etc/sudoers.d/\(user)", atomically: true, encoding: .utf8)
@@ -155,56 +157,3 @@ final class SSHDHarness: @unchecked Sendable {
     }
 }
 
-struct HarnessError: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
-}
-
-/// Runs a shell command locally (test setup only); throws with its output when it fails.
-/// posix_spawn and waitpid, with output through a file: Foundation's Process can hang in waitUntilExit
-/// when the script leaves a daemon behind (ssh-agent) or other children come and go.
-@discardableResult
-func sh(_ script: String, quiet: Bool = false) throws -> String {
-    let (status, text) = try shStatus(script)
-    if status != 0 { throw HarnessError("`\(script)` failed (\(status)): \(text)") }
-    return text
-}
-
-/// Runs a bash script; returns its exit status (-1 when killed by a signal) and combined output.
-func shStatus(_ script: String) throws -> (Int32, String) {
-    let outFile = NSTemporaryDirectory() + "sous-sh-\(UUID().uuidString)"
-    defer { unlink(outFile) }
-    let pid = try spawn("/bin/bash", ["-c", script], output: outFile)
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let text = (try? String(contentsOfFile: outFile, encoding: .utf8)) ?? ""
-    return ((status & 0x7f) == 0 ? (status >> 8) & 0xff : -1, text)
-}
-
-/// Starts a program with posix_spawn, stdout and stderr to `output`; returns its pid.
-func spawn(_ path: String, _ args: [String], output: String = "/dev/null") throws -> Int32 {
-    var pid: Int32 = 0
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    // Threads of the test process (libdispatch's) block most signals, and a spawned child inherits that
-    // mask: without resetting it, SIGTERM could never stop the daemons we start.
-    var attr = posix_spawnattr_t()
-    posix_spawnattr_init(&attr)
-    defer { posix_spawnattr_destroy(&attr) }
-    var empty = sigset_t()
-    sigemptyset(&empty)
-    posix_spawnattr_setsigmask(&attr, &empty)
-    var all = sigset_t()
-    sigfillset(&all)
-    posix_spawnattr_setsigdefault(&attr, &all)
-    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-    let argv = ([path] + args).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
-    guard rc == 0 else { throw HarnessError("posix_spawn \(path): \(String(cString: strerror(rc)))") }
-    return pid
-}

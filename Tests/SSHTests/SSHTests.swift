@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SousKit
 @testable import SSH
+import SousTestSupport
 
 /// Every test here talks to real OpenSSH sshd processes that the harness starts on 127.0.2.x and stops.
 @Suite(.serialized) struct SSHTests {
@@ -219,33 +220,6 @@ import SousKit
     }
 }
 
-/// Random and hostile strings (same generator as the core's quoting test).
-struct HostileStrings {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-    static let pieces = ["'", "\"", "\\", "$(", ")", "`", "$", "${x}", "\n", "\t", " ", "*", "?", "[a]", "~", "!", "#",
-                         ";", "&", "|", "<", ">", "=", "-", "--x", "%", "{,}", "é", "漢字", "🚀", "\u{7f}", "\r", "\u{1}", "'\\''", "'\u{301}"]
-    mutating func string() -> String {
-        let n = Int(next() % 12)
-        var s = ""
-        for _ in 0..<n {
-            switch next() % 3 {
-            case 0: s += Self.pieces[Int(next() % UInt64(Self.pieces.count))]
-            case 1: s += String(UnicodeScalar(UInt8(32 + next() % 95)))
-            default: s += String(UnicodeScalar(UInt32(1 + next() % 0x2FFF)).map(Character.init) ?? "x")
-            }
-        }
-        return s
-    }
-}
-
 /// An address that never answers: it lives behind a veth into a network namespace this test creates, and its
 /// neighbour entry points at a MAC nobody has, so a SYN is dropped without a reply. The whole 10.214.0.0/16
 /// range is first made unreachable, so nothing can leak to a real network.
@@ -262,7 +236,7 @@ struct HostileStrings {
         ip -n \(ns) link set \(host)p up
         ip neigh replace 10.214.7.2 lladdr 02:00:00:5e:00:02 dev \(host) nud permanent
         """
-        defer { _ = try? sh("ip link del \(host); ip netns del \(ns); ip route del unreachable 10.214.0.0/16", quiet: true) }
+        defer { _ = try? sh("ip link del \(host); ip netns del \(ns); ip route del unreachable 10.214.0.0/16") }
         try sh("set -e\n" + setup)
         let node = NodeSpec(name: "silent", host: "10.214.7.2", port: 22, user: "nobody", interconnectIP: "10.214.7.2", role: .head)
         let transport = SSHTransport(knownHosts: "/dev/null", connectTimeout: .milliseconds(1500), config: SSHConfig(text: "", file: "none"), agentSocket: nil)

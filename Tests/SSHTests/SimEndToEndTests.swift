@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SousKit
+import SousTestSupport
 
 /// End to end on the simulated pair, over real SSH: `sous sim up`, then the built `sous` binary as a person runs it.
 /// One simulation at a time (the sim's namespaces, bridge and range are fixed), so the suite is serialized.
@@ -21,30 +22,13 @@ import SousKit
         try? FileManager.default.removeItem(atPath: dir)
     }
 
-    static func repoPath(_ relative: String) -> String {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path + "/" + relative
-    }
-
-    static var binary: String {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let here = dir.appendingPathComponent("sous").path
-        return FileManager.default.fileExists(atPath: here) ? here : dir.deletingLastPathComponent().appendingPathComponent("sous").path
-    }
-
     static func sous(_ args: [String], key: String?) throws -> (out: String, err: String, status: Int32) {
-        let tmp = NSTemporaryDirectory() + "sous-e2e-\(UUID().uuidString)"
-        defer { unlink(tmp + ".out"); unlink(tmp + ".err") }
-        let quoted = try ([binary] + args).map { try ShellQuote.quote($0) }.joined(separator: " ")
-        let env = "SSH_AUTH_SOCK= XDG_STATE_HOME=\(NSTemporaryDirectory())sous-e2e-state " + (key.map { "VLLM_API_KEY=\($0) " } ?? "VLLM_API_KEY= ")
-        let (status, _) = try shStatus("\(env)\(quoted) > \(tmp).out 2> \(tmp).err")
-        return ((try? String(contentsOfFile: tmp + ".out", encoding: .utf8)) ?? "", (try? String(contentsOfFile: tmp + ".err", encoding: .utf8)) ?? "", status)
+        try runSous(args, env: "SSH_AUTH_SOCK= XDG_STATE_HOME=\(NSTemporaryDirectory())sous-e2e-state VLLM_API_KEY=\(key ?? "")")
     }
 
     func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) { try Self.sous(args, key: key) }
     func up(_ extra: [String] = []) throws -> (out: String, err: String, status: Int32) {
-        try sous(["up", "--recipe", Self.repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory] + extra)
+        try sous(["up", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory] + extra)
     }
     func exec(_ node: String, _ script: String) throws -> String {
         try sous(["exec", "-i", inventory, "--nodes", node, "--", script]).out

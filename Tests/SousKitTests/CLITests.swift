@@ -1,16 +1,6 @@
 import Foundation
 import Testing
 
-/// The built `sous` binary, beside the test bundle in .build/<config>/.
-let sousBinary: String = {
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    var candidate = dir.appendingPathComponent("sous").path
-    if !FileManager.default.fileExists(atPath: candidate) {
-        candidate = dir.deletingLastPathComponent().appendingPathComponent("sous").path
-    }
-    return candidate
-}()
-
 func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) {
     let r = try run(sousBinary, args, cwd: repoRoot)
     return (String(decoding: r.out, as: UTF8.self), r.err, r.status)

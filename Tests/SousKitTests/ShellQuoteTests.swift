@@ -2,35 +2,6 @@ import Foundation
 import Testing
 @testable import SousKit
 
-/// Random and hostile strings, reproducible from a seed.
-struct HostileStrings {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-    static let pieces = ["'", "\"", "\\", "$(", ")", "`", "$", "${x}", "\n", "\t", " ", "*", "?", "[a]", "~", "!", "#",
-                         ";", "&", "|", "<", ">", "=", "-", "--x", "%", "{,}", "é", "漢字", "🚀", "\u{7f}", "\r", "\u{1}", "'\\''"]
-    mutating func string() -> String {
-        let n = Int(next() % 12)
-        var s = ""
-        for _ in 0..<n {
-            switch next() % 3 {
-            case 0: s += Self.pieces[Int(next() % UInt64(Self.pieces.count))]
-            case 1: s += String(UnicodeScalar(UInt8(32 + next() % 95)))
-            default:
-                let v = UInt32(1 + next() % 0x2FFF)
-                s += String(UnicodeScalar(v).map(Character.init) ?? "x")
-            }
-        }
-        return s
-    }
-}
-
 @Suite struct ShellQuoteTests {
     @Test func exactQuoting() throws {
         #expect(try ShellQuote.quote("plain-word_1.2/x:y@z%+,") == "plain-word_1.2/x:y@z%+,")

@@ -1,19 +1,6 @@
 import Foundation
 @testable import SousKit
-
-/// The repository root, found from this file's path (tests read the shipped recipes and inventories).
-let repoRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    for _ in 0..<3 { url.deleteLastPathComponent() }
-    return url.path
-}()
-
-func repoPath(_ relative: String) -> String { "\(repoRoot)/\(relative)" }
-
-func shippedFiles(_ dir: String) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: repoPath(dir))) ?? [])
-        .filter { $0.hasSuffix(".yaml") && $0 != "sim.yaml" }.sorted()
-}
+@_exported import SousTestSupport
 
 /// Runs a program with arguments (no shell), returning stdout, stderr and the exit status.
 @discardableResult

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SousKit
+import SousSim
 #if canImport(Glibc)
 import Glibc
 #endif

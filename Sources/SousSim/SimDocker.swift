@@ -6,7 +6,7 @@ import Glibc
 
 /// The modelled `docker` on a simulated node: images with stable Ids, containers whose process is the
 /// simulated vLLM, and the real CLI's output formats and error texts for everything sous relies on.
-enum SimDocker {
+public enum SimDocker {
     static func fail(_ message: String, _ code: Int32 = 1) -> Never {
         FileHandle.standardError.write(Data((message + "\n").utf8))
         exit(code)
@@ -32,7 +32,7 @@ enum SimDocker {
         rename(tmp, path)
     }
 
-    static func main(_ argv: [String]) -> Never {
+    public static func main(_ argv: [String]) -> Never {
         try? FileManager.default.createDirectory(atPath: "\(SimPaths.docker)/containers", withIntermediateDirectories: true)
         var args = argv
         guard !args.isEmpty else { fail("Usage:  docker [OPTIONS] COMMAND") }
@@ -292,8 +292,8 @@ enum SimDocker {
 
 /// The modelled `nvidia-smi`: one GB10 with 128 GB of unified memory (memory fields N/A, as on a real Spark),
 /// listing the simulated vLLM process while it runs.
-enum SimNvidiaSMI {
-    static func main(_ args: [String]) -> Never {
+public enum SimNvidiaSMI {
+    public static func main(_ args: [String]) -> Never {
         let engines = SimDocker.allNames().compactMap(SimDocker.state).compactMap { s -> Int? in
             let st = s["State"] as? [String: Any]
             return (st?["Running"] as? Bool ?? false) ? st?["Pid"] as? Int : nil

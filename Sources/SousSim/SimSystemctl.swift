@@ -8,7 +8,7 @@ import Glibc
 /// sshd, whose drop-ins under /etc/systemd/system/ssh.service.d take effect on `daemon-reload` + `restart`
 /// (OOMScoreAdjust becomes the running sshd's /proc/PID/oom_score_adj, bind-mounted inside the node's mount
 /// namespace because this machine forbids negative values); earlyoom is the real Debian binary.
-enum SimSystemctl {
+public enum SimSystemctl {
     static let dir = "\(SimPaths.root)/systemd"
     static let units: Set<String> = ["ssh", "earlyoom", "docker"]
 
@@ -42,7 +42,7 @@ enum SimSystemctl {
         if getuid() != 0 { fail("Failed to \(verb) \(unit).service: Access denied\nSee system logs and 'systemctl status \(unit).service' for details.") }
     }
 
-    static func main(_ argv: [String]) -> Never {
+    public static func main(_ argv: [String]) -> Never {
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var args = argv.filter { !["--no-pager", "-q", "--quiet"].contains($0) }
         guard !args.isEmpty else { fail("systemctl: missing verb") }

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Where a simulated node keeps its modelled state (inside the node's own /var/lib).
-enum SimPaths {
+public enum SimPaths {
     static let root = "/var/lib/sous-sim"
     static let faults = "/var/lib/sous-sim/faults"
     static let docker = "/var/lib/sous-sim/docker"
@@ -31,7 +31,7 @@ enum SimPaths {
 
 /// The simulated `vllm serve` process started by the modelled `docker run`: parses the real flags, joins
 /// the ranks over TCP at --master-addr/--master-port, waits a simulated load time, then (rank 0) serves HTTP.
-enum SimVLLM {
+public enum SimVLLM {
     static func log(_ s: String) {
         let stamp = ISO8601DateFormatter().string(from: Date())
         FileHandle.standardOutput.write(Data("INFO \(stamp) \(s)\n".utf8))
@@ -45,7 +45,7 @@ enum SimVLLM {
         exit(code)
     }
 
-    static func main(_ argv: [String]) -> Never {
+    public static func main(_ argv: [String]) -> Never {
         let env = ProcessInfo.processInfo.environment
         let image = env["SOUS_SIM_IMAGE"] ?? "vllm/vllm-openai:v0.24.0"
         let version = VLLMVersion.fromImage(image) ?? VLLMVersion(0, 24, 0)

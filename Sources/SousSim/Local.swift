@@ -5,14 +5,14 @@ import Glibc
 
 /// Local process helpers for the sim (posix_spawn: Foundation's Process stalls on long-running children,
 /// and a child inherits the spawning thread's blocked signals unless they are reset).
-enum Local {
-    struct Failed: Error, CustomStringConvertible {
+public enum Local {
+    public struct Failed: Error, CustomStringConvertible {
         var command: String, status: Int32, output: String
-        var description: String { "`\(command)` failed (\(status)): \(output.trimmingCharacters(in: .whitespacesAndNewlines))" }
+        public var description: String { "`\(command)` failed (\(status)): \(output.trimmingCharacters(in: .whitespacesAndNewlines))" }
     }
 
     /// Starts a program; `detach` puts it in its own session (a daemon that outlives us).
-    static func spawn(_ path: String, _ args: [String], argv0: String? = nil, env: [String]? = nil,
+    public static func spawn(_ path: String, _ args: [String], argv0: String? = nil, env: [String]? = nil,
                       output: String = "/dev/null", append: Bool = false, detach: Bool = false) throws -> Int32 {
         var pid: Int32 = 0
         var actions = posix_spawn_file_actions_t()
@@ -44,7 +44,7 @@ enum Local {
 
     /// Runs a command to completion; returns status and combined output.
     @discardableResult
-    static func run(_ path: String, _ args: [String], check: Bool = true) throws -> (status: Int32, output: String) {
+    public static func run(_ path: String, _ args: [String], check: Bool = true) throws -> (status: Int32, output: String) {
         let out = NSTemporaryDirectory() + "sous-\(UUID().uuidString)"
         defer { unlink(out) }
         let pid = try spawn(path, args, output: out)
@@ -57,18 +57,18 @@ enum Local {
     }
 
     @discardableResult
-    static func sh(_ script: String, check: Bool = true) throws -> (status: Int32, output: String) {
+    public static func sh(_ script: String, check: Bool = true) throws -> (status: Int32, output: String) {
         try run("/bin/sh", ["-c", script], check: check)
     }
 
-    static func alive(_ pid: Int32) -> Bool {
+    public static func alive(_ pid: Int32) -> Bool {
         guard pid > 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return false }
         return stat[stat.index(close, offsetBy: 2)] != "Z"
     }
 
     /// SIGTERM, then SIGKILL after `grace`; waits until gone or a zombie.
-    static func stop(_ pid: Int32, grace: Double = 3) {
+    public static func stop(_ pid: Int32, grace: Double = 3) {
         guard alive(pid) else { return }
         kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(grace)
@@ -78,7 +78,7 @@ enum Local {
         _ = waitpid(pid, &status, WNOHANG)
     }
 
-    static var selfExecutable: String {
+    public static var selfExecutable: String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 }
