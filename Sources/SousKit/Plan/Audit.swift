@@ -1,0 +1,141 @@
+import Foundation
+
+/// What runs on a node, as `docker inspect` and the node report it.
+public struct RunningNode: Sendable {
+    public var node: NodeSpec
+    public var running: Bool
+    /// Config.Image (the tag it was started from) and Image (the image ID).
+    public var imageRef: String
+    public var imageID: String
+    public var args: [String]
+    public var env: [(name: String, value: String)]
+    /// quant_method (config.json) or quant_algo (hf_quant_config.json) of the checkpoint in the node's HF cache.
+    public var checkpointQuantization: String?
+
+    public init(node: NodeSpec, running: Bool, imageRef: String, imageID: String, args: [String], env: [(name: String, value: String)], checkpointQuantization: String?) {
+        self.node = node
+        self.running = running
+        self.imageRef = imageRef
+        self.imageID = imageID
+        self.args = args
+        self.env = env
+        self.checkpointQuantization = checkpointQuantization
+    }
+}
+
+/// One thing the audit found.
+public struct Finding: Sendable, Equatable, Encodable {
+    public enum Kind: String, Sendable, Encodable { case ok, drift, note }
+    public var kind: Kind
+    public var text: String
+}
+
+/// Compares what runs with what the recipe renders. Pure: the runner gathers `RunningNode`s.
+public enum Audit {
+    /// `serve MODEL --flag value --bare …` → model and flags in order (a value is the next token unless it is a flag).
+    public static func flags(_ argv: [String]) -> (model: String?, flags: [(String, String?)]) {
+        var model: String?
+        var out: [(String, String?)] = []
+        var i = argv.first == "serve" ? 1 : 0
+        while i < argv.count {
+            let t = argv[i]
+            if t.hasPrefix("--") {
+                if i + 1 < argv.count, !argv[i + 1].hasPrefix("--") { out.append((String(t.dropFirst(2)), argv[i + 1])); i += 2; continue }
+                out.append((String(t.dropFirst(2)), nil))
+            } else if model == nil { model = t }
+            i += 1
+        }
+        return (model, out)
+    }
+
+    /// Every difference between the rendered command and what runs on one node.
+    public static func compare(expected: NodeCommand, running r: RunningNode, deployment d: Deployment) -> [Finding] {
+        var f: [Finding] = []
+        func drift(_ s: String) { f.append(Finding(kind: .drift, text: s)) }
+        func note(_ s: String) { f.append(Finding(kind: .note, text: s)) }
+        guard r.running else {
+            drift("the engine container is not running")
+            return f
+        }
+        if r.imageRef == d.inventory.image { f.append(Finding(kind: .ok, text: "image \(r.imageRef) \(r.imageID.prefix(19))")) }
+        else { drift("image \(r.imageRef), the inventory pins \(d.inventory.image)") }
+
+        let version = VLLMVersion.fromImage(r.imageRef) ?? d.inventory.vllmVersion ?? ParserCatalog.builtin.releases.last!.version
+        let want = flags(expected.serveArgv), have = flags(r.args)
+        if want.model != have.model { drift("model \(have.model ?? "none"), the recipe serves \(want.model ?? "none")") }
+        let wantMap = Dictionary(want.flags.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        let haveMap = Dictionary(have.flags.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        for (flag, value) in want.flags {
+            guard let running = haveMap[flag] else { drift("missing --\(flag)" + (value.map { " \($0)" } ?? "")); continue }
+            if running == value { continue }
+            let kind: ParserCatalog.Kind? = flag == "tool-call-parser" ? .toolCall : flag == "reasoning-parser" ? .reasoning : nil
+            if let kind, let a = running, let b = value, ParserCatalog.builtin.sameParser(a, b, kind: kind, version: version) {
+                note("--\(flag) \(a) is the same parser as \(b) in vLLM \(version)")
+            } else if flag == "override-generation-config", let a = running, let b = value, jsonEqual(a, b) {
+                continue
+            } else if flag == "override-generation-config" {
+                drift("sampling \(running ?? "none"), the card's is \(value ?? "none")")
+            } else {
+                drift("--\(flag) \(running ?? "(bare)"), the recipe renders \(value ?? "(bare)")")
+            }
+        }
+        for (flag, value) in have.flags where wantMap.index(forKey: flag) == nil {
+            if flag == "quantization" {
+                let q = value ?? ""
+                if let ckpt = r.checkpointQuantization, !quantizationAgrees(forced: q, checkpoint: ckpt) {
+                    drift("--quantization \(q) is forced, but the checkpoint says \(ckpt)")
+                } else {
+                    drift("--quantization \(q) is forced; the recipe lets vLLM read it from the checkpoint" + (r.checkpointQuantization.map { " (\($0))" } ?? ""))
+                }
+                continue
+            }
+            drift("extra --\(flag)" + (value.map { " \($0)" } ?? ""))
+        }
+        if let len = haveMap["max-model-len"].flatMap({ $0 }).flatMap(Int.init), d.recipe.clientContext >= len {
+            drift("client.context \(d.recipe.clientContext) is not below the running max-model-len \(len): agents will send prompts the server rejects")
+        }
+
+        let wantEnv = Dictionary(expected.env.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+        let haveEnv = Dictionary(r.env.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
+        for (name, value) in expected.env {
+            guard let have = haveEnv[name] else { drift("missing env \(name)"); continue }
+            if case .plain(let v) = value, v != have { drift("env \(name)=\(have), the recipe renders \(v)") }
+        }
+        for (name, _) in r.env where wantEnv[name] == nil && !dockerDefaults.contains(name) {
+            drift(name == "NCCL_IB_GID_INDEX" ? "env NCCL_IB_GID_INDEX is pinned (the GID table drifts; a pinned index hangs the handshake)"
+                  : name == "VLLM_API_KEY" ? "the API key is set on a worker (it belongs on the head only)" : "extra env \(name)")
+        }
+        if !f.contains(where: { $0.kind == .drift }) { f.append(Finding(kind: .ok, text: "serve flags and environment match the recipe")) }
+        return f
+    }
+
+    /// Variables an image sets itself (they show up in docker inspect without anyone asking).
+    static let dockerDefaults: Set<String> = ["PATH", "HOME", "HOSTNAME", "LANG", "LC_ALL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
+                                              "CUDA_VERSION", "NV_CUDA_LIB_VERSION", "PYTHONUNBUFFERED", "VLLM_USAGE_SOURCE", "SOUS_SIM_IMAGE", "SOUS_SIM_CONTAINER", "TERM"]
+
+    static func jsonEqual(_ a: String, _ b: String) -> Bool {
+        guard let x = try? JSONSerialization.jsonObject(with: Data(a.utf8)) as? NSDictionary,
+              let y = try? JSONSerialization.jsonObject(with: Data(b.utf8)) as? NSDictionary else { return a == b }
+        return x == y
+    }
+
+    /// vLLM's names for what a checkpoint declares: ModelOpt FP8 → modelopt, NVFP4 → modelopt_fp4.
+    static func quantizationAgrees(forced: String, checkpoint: String) -> Bool {
+        let c = checkpoint.lowercased()
+        let normalized = ["nvfp4": "modelopt_fp4", "fp8_modelopt": "modelopt", "compressed_tensors": "compressed-tensors"][c] ?? c
+        return forced == normalized || forced == c || (forced.hasSuffix("_marlin") && normalized == String(forced.dropLast(7)))
+    }
+
+    /// Reads the checkpoint's own quantization from config.json / hf_quant_config.json text.
+    public static func checkpointQuantization(configJSON: String?, hfQuantConfigJSON: String?) -> String? {
+        if let c = configJSON.flatMap({ try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }) {
+            if let q = (c["quantization_config"] as? [String: Any])?["quant_method"] as? String { return q }
+            if c["compression_config"] != nil { return "compressed-tensors" }
+        }
+        if let h = hfQuantConfigJSON.flatMap({ try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }),
+           let algo = (h["quantization"] as? [String: Any])?["quant_algo"] as? String {
+            return algo == "NVFP4" ? "modelopt_fp4" : algo.hasPrefix("FP8") ? "modelopt" : algo.lowercased()
+        }
+        return nil
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+
+/// Gathers what runs on every node and compares it with the recipe (`sous audit`).
+public struct AuditRunner: Sendable {
+    public var deployment: Deployment
+    public var transport: Transport
+
+    public init(deployment: Deployment, transport: Transport) {
+        self.deployment = deployment
+        self.transport = transport
+    }
+
+    public struct NodeAudit: Sendable, Encodable {
+        public var node: String
+        public var role: String
+        public var findings: [Finding]
+        public var drift: Bool { findings.contains { $0.kind == .drift } }
+    }
+
+    public func run() async throws -> [NodeAudit] {
+        let commands = try Renderer(deployment).nodes()
+        let inv = deployment.inventory
+        return try await withSessions(inv.nodes, transport: transport, onUnreachable: { node, e in
+            throw UpFailure(step: "connect", node: node.name, cause: (e as? SousFailure)?.message ?? "\(e)", hint: (e as? SousFailure)?.hint, exitCode: .unreachable)
+        }) { sessions in
+            let outcomes = await fanOut(commands.map(\.node)) { node in
+                let s = sessions[node.name]!
+                let c = commands.first { $0.node.name == node.name }!
+                let running = try await gather(s, node: node)
+                var findings = Audit.compare(expected: c, running: running, deployment: deployment)
+                for step in try await Harden.run(s, check: true).steps {
+                    findings.append(Finding(kind: step.status == .ok ? .ok : .drift, text: "hardening \(step.step): \(step.detail)"))
+                }
+                return NodeAudit(node: node.name, role: c.isHead ? "head" : "worker", findings: findings)
+            }
+            return try outcomes.map { try $0.result.get() }
+        }
+    }
+
+    func gather(_ s: NodeSession, node: NodeSpec) async throws -> RunningNode {
+        let r = try await s.run(RemoteCommand(["docker", "inspect", "--format", "{{json .}}", NodePaths.container]))
+        guard r.ok, let obj = try? JSONSerialization.jsonObject(with: r.stdout) as? [String: Any] else {
+            return RunningNode(node: node, running: false, imageRef: "", imageID: "", args: [], env: [], checkpointQuantization: nil)
+        }
+        let config = obj["Config"] as? [String: Any] ?? [:]
+        let env = (config["Env"] as? [String] ?? []).map { e -> (String, String) in
+            let p = e.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (String(p[0]), p.count > 1 ? String(p[1]) : "")
+        }
+        let model = deployment.recipe.model.replacingOccurrences(of: "/", with: "--")
+        let hub = "\(deployment.inventory.hfCache(on: node))/hub/models--\(model)/snapshots"
+        let ckpt = try await s.run(.shell("d=$(ls -d \(hub)/* 2>/dev/null | head -1); [ -n \"$d\" ] || exit 0; cat \"$d/config.json\" 2>/dev/null; printf '\\n\\036\\n'; cat \"$d/hf_quant_config.json\" 2>/dev/null; true"))
+        let parts = ckpt.stdoutText.components(separatedBy: "\n\u{1e}\n")
+        let quant = parts.count == 2 ? Audit.checkpointQuantization(configJSON: parts[0], hfQuantConfigJSON: parts[1]) : nil
+        return RunningNode(node: node, running: (obj["State"] as? [String: Any])?["Running"] as? Bool ?? false,
+                           imageRef: config["Image"] as? String ?? "", imageID: obj["Image"] as? String ?? "",
+                           args: obj["Args"] as? [String] ?? [], env: env, checkpointQuantization: quant)
+    }
+}
