@@ -54,7 +54,11 @@ public enum SimVLLM {
             FileHandle.standardError.write(Data("usage: vllm serve [model_tag] [options]\n\(error)\n".utf8))
             die(2)
         }
-        let faults = SimPaths.faultsOn()
+        var faults = SimPaths.faultsOn()
+        // Images tagged …-sim-<fault> misbehave on every node: a bad release to roll back from.
+        if let tag = ImageRef.tag(of: image), let r = tag.range(of: "-sim-"), let f = SimFault(rawValue: String(tag[r.upperBound...])) {
+            faults.insert(f)
+        }
         log("vLLM API server version \(version)")
         log("non-default args: {'model': '\(args.model)', 'served_model_name': ['\(args.servedName)'], 'tensor_parallel_size': \(args.tensorParallelSize), 'nnodes': \(args.nnodes), 'node_rank': \(args.nodeRank), 'headless': \(args.headless ? "True" : "False")}")
         if faults.contains(.crashOnStart) {

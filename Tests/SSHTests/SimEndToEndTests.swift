@@ -136,6 +136,81 @@ import SousTestSupport
         #expect(r.err.contains("hint: "))
     }
 
+    func roll(_ image: String, _ extra: [String] = []) throws -> (out: String, err: String, status: Int32) {
+        try sous(["roll", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory, "--image", image,
+                  "--timeout", "4s", "--check-timeout", "3"] + extra)
+    }
+
+    @Test func aGoodRollIsVerifiedAndShowsTheFingerprintDiff() throws {
+        #expect(try up().status == 0)
+        let r = try roll("vllm/vllm-openai:v0.28.0")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("fingerprint: vllm-0.24.0-tp2-"))
+        #expect(r.out.contains(" → vllm-0.28.0-tp2-"))
+        #expect(r.out.contains("outcome: verified (vllm/vllm-openai:v0.24.0 → vllm/vllm-openai:v0.28.0)"))
+        #expect(r.out.contains("pre-pull") && r.out.contains("old engine still serving"))
+        let history = try sous(["history", "-i", inventory]).out
+        #expect(history.contains("roll   vllm/vllm-openai:v0.24.0 → vllm/vllm-openai:v0.28.0  verified"))
+        // And back with `rollback`, to the image before the current one.
+        let back = try sous(["rollback", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory, "--timeout", "4s"])
+        #expect(back.status == 0, "\(back.err)")
+        #expect(back.out.contains("outcome: verified (vllm/vllm-openai:v0.28.0 → vllm/vllm-openai:v0.24.0)"))
+    }
+
+    @Test(arguments: ["crash-on-start", "worker-never-joins", "wrong-parser"])
+    func aBadImageRollsBackAutomatically(fault: String) throws {
+        #expect(try up().status == 0)
+        let bad = "vllm/vllm-openai:v0.28.0-sim-\(fault)"
+        let r = try roll(bad)
+        #expect(r.status == 1, "\(r.out)\n\(r.err)")
+        #expect(r.out.contains("outcome: rolled back (vllm/vllm-openai:v0.24.0 → \(bad))"))
+        #expect(r.out.contains("fingerprint: vllm-0.24.0-tp2-"))
+        #expect(r.out.contains(" → vllm-0.24.0-tp2-"), "the old image is verified again")
+        let journal = try exec("spark-1", "tail -n 1 /var/lib/sous/journal.jsonl")
+        #expect(journal.contains("\"outcome\":\"rolled back\""))
+        #expect(try exec("spark-1", "docker inspect --format '{{.Config.Image}}' sous-vllm") == "spark-1: vllm/vllm-openai:v0.24.0\n")
+        #expect(try exec("spark-1", "ls /var/lib/sous/lock 2>&1 | grep -c 'No such' || true") == "spark-1: 1\n", "the lock is released")
+    }
+
+    @Test func aSecondRollIsRefusedByTheLock() throws {
+        #expect(try up().status == 0)
+        let first = NSTemporaryDirectory() + "sous-roll-\(UUID().uuidString)"
+        let quoted = try ([sousBinary, "roll", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory,
+                           "--image", "vllm/vllm-openai:v0.28.0"]).map { try ShellQuote.quote($0) }.joined(separator: " ")
+        try sh("SSH_AUTH_SOCK= VLLM_API_KEY=\(key) \(quoted) > \(first).out 2>&1 & echo $! > \(first).pid")
+        usleep(300_000)
+        let second = try roll("vllm/vllm-openai:v0.31.0")
+        #expect(second.status == 1)
+        #expect(second.err.contains("error: the cluster is locked: by "), "\(second.err)")
+        #expect(second.err.contains("roll vllm/vllm-openai:v0.24.0 → vllm/vllm-openai:v0.28.0"))
+        #expect(second.err.contains("--force-unlock"))
+        try sh("while kill -0 $(cat \(first).pid) 2>/dev/null; do sleep 0.1; done")
+        #expect(try String(contentsOfFile: first + ".out", encoding: .utf8).contains("outcome: verified"))
+    }
+
+    @Test func auditFindsDriftIntroducedByHand() throws {
+        #expect(try up().status == 0)
+        let clean = try sous(["audit", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory])
+        #expect(clean.status == 0, "\(clean.out)")
+        #expect(clean.out.hasSuffix("clean: every node runs what nemotron-3-super-nvfp4 renders\n"))
+        // By hand on the worker: a different max length, a forced quantization against an NVFP4 checkpoint, a pinned GID index.
+        let json = try sous(["render", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory, "--node", "spark-2", "--format", "json"]).out
+        let node = ((try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any])["nodes"] as! [[String: Any]])[0]
+        var argv = node["docker_argv"] as! [String]
+        argv[argv.firstIndex(of: "262144")!] = "131072"
+        argv.insert(contentsOf: ["-e", "NCCL_IB_GID_INDEX=3"], at: 5)
+        argv += ["--quantization", "fp8"]
+        let snapshot = "/home/sous/.cache/huggingface/hub/models--nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4/snapshots/abc"
+        _ = try exec("spark-2", "mkdir -p \(snapshot) && echo '{\"quantization\": {\"quant_algo\": \"NVFP4\"}}' > \(snapshot)/hf_quant_config.json && docker rm -f sous-vllm >/dev/null && " + (try ShellQuote.join(argv)))
+        let r = try sous(["audit", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory])
+        #expect(r.status == 1)
+        #expect(r.out.contains("  DRIFT  --max-model-len 131072, the recipe renders 262144"))
+        #expect(r.out.contains("  DRIFT  --quantization fp8 is forced, but the checkpoint says modelopt_fp4"))
+        #expect(r.out.contains("  DRIFT  env NCCL_IB_GID_INDEX is pinned"))
+        #expect(r.out.hasSuffix("drift on spark-2\n"))
+        #expect(!r.out.contains(key))
+    }
+
     @Test func anUnreachableNodeExitsThree() throws {
         try fault("spark-2", "sshd-down")
         let r = try up()

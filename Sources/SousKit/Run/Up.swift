@@ -278,13 +278,7 @@ public struct UpRunner: Sendable {
         let entry = "{\"event\":\"up\"," + String(decoding: try encoder.encode(result), as: UTF8.self).dropFirst() + "\n"
         let r = try await head.run(RemoteCommand(["sh", "-c", "cat >> \"$1\"", "sous-journal", NodePaths.stateDir + "/journal.jsonl"], stdin: Data(entry.utf8)))
         if !r.ok { throw UpFailure(step: "journal", node: head.node.name, cause: r.tail(), hint: nil, exitCode: .checkFailed) }
-        let local = Journal.localPath
-        try? FileManager.default.createDirectory(atPath: (local as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        if let fh = FileHandle(forWritingAtPath: local) ?? (FileManager.default.createFile(atPath: local, contents: nil) ? FileHandle(forWritingAtPath: local) : nil) {
-            fh.seekToEndOfFile()
-            fh.write(Data(entry.utf8))
-            try? fh.close()
-        }
+        Journal.appendLocal(entry)
     }
 
     /// Runs `body` on every node at once; the first failure (in inventory order) is thrown after all finish.
@@ -309,5 +303,16 @@ public enum Journal {
     public static var localPath: String {
         let base = ProcessInfo.processInfo.environment["XDG_STATE_HOME"] ?? (NSHomeDirectory() + "/.local/state")
         return base + "/sous/journal.jsonl"
+    }
+
+    /// Appends one line to the local journal (best effort: the head's journal is the record).
+    public static func appendLocal(_ line: String) {
+        let local = localPath
+        try? FileManager.default.createDirectory(atPath: (local as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        if let fh = FileHandle(forWritingAtPath: local) ?? (FileManager.default.createFile(atPath: local, contents: nil) ? FileHandle(forWritingAtPath: local) : nil) {
+            fh.seekToEndOfFile()
+            fh.write(Data(line.utf8))
+            try? fh.close()
+        }
     }
 }

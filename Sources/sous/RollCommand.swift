@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import SousKit
+import SSH
+
+struct RollCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "roll",
+        abstract: "Bump the vLLM image with automatic rollback.",
+        discussion: """
+        Takes the cluster lock on the head, pre-pulls the new image on every node while the old engine keeps
+        serving (one image ID everywhere), then switches and gates exactly as `up` does (fingerprint tp<N>, a
+        real completion, the four agent checks). On any failure it starts the previous image again (it is still on
+        the nodes) and gates that too. Prints the fingerprint diff, the serving gap and the outcome; both the attempt
+        and any rollback go to the journal (`sous history`). Exit 0 verified, 1 rolled back or failed.
+        """
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var ssh: SSHOptions
+
+    @Option(help: "The new image (a pinned tag or digest).")
+    var image: String
+
+    @Option(help: "How long each engine may take to become healthy (90s, 30m, 1h).")
+    var timeout = "30m"
+
+    @Option(help: "Seconds each verification request may take.")
+    var checkTimeout: Double = 120
+
+    @Flag(help: "Clear a stale cluster lock first.")
+    var forceUnlock = false
+
+    @Flag(help: "Print the result as JSON (progress goes to stderr).")
+    var json = false
+
+    func run() async throws {
+        let d = try deployment.load()
+        try await Self.roll(d, to: image, ssh: ssh, timeout: timeout, checkTimeout: checkTimeout, forceUnlock: forceUnlock, json: json)
+    }
+
+    static func roll(_ d: Deployment, to image: String, ssh: SSHOptions, timeout: String, checkTimeout: Double, forceUnlock: Bool, json: Bool) async throws {
+        guard ImageRef.isPinned(image) else { throw UsageError("`\(image)` is not pinned", hint: "use an exact tag or a digest") }
+        let runner = RollRunner(recipe: d.recipe, inventory: d.inventory, newImage: image, transport: ssh.transport(for: d.inventory),
+                                probe: URLSessionProbe(), key: try apiKey(d.inventory), reporter: LineReporter(toStderr: json),
+                                engineTimeout: try parseDuration(timeout), checkTimeout: .milliseconds(Int(checkTimeout * 1000)), forceUnlock: forceUnlock)
+        let r = try await runner.run()
+        if json {
+            print(encodeJSON(r), terminator: "")
+        } else {
+            print("fingerprint: \(r.fingerprint_old ?? "none") → \(r.fingerprint_new ?? "none")")
+            print("serving gap: " + (r.serving_gap_s.map { String(format: "%.2f s", $0) } ?? "unknown"))
+            print("outcome: \(r.outcome) (\(r.from) → \(r.to))")
+            if let cause = r.cause { print("cause: \(cause)") }
+        }
+        if r.outcome != "verified" { throw ExitCode(ExitStatus.checkFailed.rawValue) }
+    }
+}
+
+/// Journal entries from the head.
+func readJournal(_ inv: Inventory, ssh: SSHOptions) async throws -> [[String: Any]] {
+    let text = try await ssh.transport(for: inv).with(inv.head) { s in
+        try await s.run(RemoteCommand(["sh", "-c", "cat \"$1\" 2>/dev/null || true", "sous", NodePaths.stateDir + "/journal.jsonl"])).stdoutText
+    }
+    return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+}
+
+struct HistoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "history", abstract: "What was deployed and rolled, from the journal on the head.")
+
+    @Option(name: [.customShort("i"), .long], help: "Inventory file.")
+    var inventory: String
+
+    @OptionGroup var ssh: SSHOptions
+
+    func run() async throws {
+        let (inv, _) = try InventoryReader.load(path: inventory)
+        let entries = try await readJournal(inv, ssh: ssh)
+        var rows = [["#", "WHEN", "EVENT", "IMAGE", "OUTCOME", "FINGERPRINT"]]
+        for (i, e) in entries.enumerated() {
+            let event = e["event"] as? String ?? "?"
+            let image = event == "roll" ? "\(e["from"] ?? "?") → \(e["to"] ?? "?")" : "\(e["image"] ?? "?")"
+            let outcome = event == "roll" ? (e["outcome"] as? String ?? "?") : "verified"
+            let fp = event == "roll" ? (e["fingerprint_new"] as? String ?? "-") : (e["fingerprint"] as? String ?? "-")
+            rows.append(["\(i + 1)", e["finished_at"] as? String ?? "?", event, image, outcome, fp])
+        }
+        print(formatTable(rows), terminator: "")
+    }
+}
+
+struct RollbackCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollback",
+        abstract: "Roll back to the image of an earlier verified journal entry (default: the one before the current image).",
+        discussion: "`sous history` numbers the entries; --to N rolls to entry N's image. Gated and journaled like `sous roll`."
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var ssh: SSHOptions
+
+    @Option(help: "Journal entry number (from `sous history`).")
+    var to: Int?
+
+    @Option(help: "How long each engine may take to become healthy.")
+    var timeout = "30m"
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let d = try deployment.load()
+        let entries = try await readJournal(d.inventory, ssh: ssh)
+        func verifiedImage(_ e: [String: Any]) -> String? {
+            if e["event"] as? String == "up" { return e["image"] as? String }
+            if e["event"] as? String == "roll" { return e["outcome"] as? String == "verified" ? e["to"] as? String : e["from"] as? String }
+            return nil
+        }
+        let target: String
+        if let to {
+            guard (1...entries.count).contains(to), let image = verifiedImage(entries[to - 1]) else {
+                throw UsageError("journal entry \(to) has no verified image", hint: "sous history -i \(d.inventory.file)")
+            }
+            target = image
+        } else {
+            let images = entries.compactMap(verifiedImage)
+            guard let current = images.last, let previous = images.last(where: { $0 != current }) else {
+                throw UsageError("the journal has no earlier image to roll back to", hint: "sous history -i \(d.inventory.file)")
+            }
+            target = previous
+        }
+        try await RollCommand.roll(d, to: target, ssh: ssh, timeout: timeout, checkTimeout: 120, forceUnlock: false, json: json)
+    }
+}
