@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: `sous up` on the simulated pair, wall time minus the simulated engine load time (target ≤ 3 s),
+# Benchmark: `sous up` and `sous roll` on the simulated pair, wall time minus the simulated engine load time (target ≤ 3 s),
 # with per-step times; a cold run (fresh nodes: pull, harden, env, start) and a warm one (everything ok). Root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,3 +23,7 @@ for run in cold warm; do
   jq -r '[.steps[] | "\(.step) \(.seconds)"] | join(", ")' $dir/$run.json
 done
 echo "(wait includes the simulated load; pull includes a simulated 0.5 s download on the cold run)"
+# A good roll: the serving gap (old engine stopped → new engine healthy) minus the simulated load (target ≤ 1.5 s).
+$SOUS roll --recipe nemotron-3-super-nvfp4 --inventory $dir/sim.yaml --image vllm/vllm-openai:v0.28.0 --json > $dir/roll.json 2> $dir/roll.err || { cat $dir/roll.err; exit 1; }
+gap=$(jq -r .serving_gap_s $dir/roll.json)
+printf 'roll  serving gap %s s, simulated load %s s, sous %s s (%s)\n' $gap $LOAD $(awk -v g=$gap -v l=$LOAD 'BEGIN {printf "%.2f", g-l}') "$(jq -r '"\(.fingerprint_old) → \(.fingerprint_new)"' $dir/roll.json)"
