@@ -6,10 +6,10 @@ cmd=$1
 case "$cmd" in
 up)
   n=$2; dir=$3; net=${4:-3}; user=sousbench
-  mkdir -p "$dir/authorized" /run/sshd; chmod 0755 /run/sshd
+  mkdir -p "$dir/authorized" /run/sshd; chmod 0755 /run/sshd "$dir" "$dir/authorized"  # sshd reads keys as the user
   id -u $user >/dev/null 2>&1 || { useradd -m -s /bin/sh $user; usermod -p '*' $user; }
   [ -f "$dir/client" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/client"
-  cp "$dir/client.pub" "$dir/authorized/$user"
+  cp "$dir/client.pub" "$dir/authorized/$user"; chmod 0644 "$dir/authorized/$user"
   : > "$dir/known_hosts"; : > "$dir/hosts"
   for i in $(seq 1 "$n"); do
     addr=127.0.$net.$i
