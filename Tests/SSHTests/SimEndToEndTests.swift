@@ -124,6 +124,7 @@ import SousTestSupport
         ("crash-on-start", "spark-2", true, "error: wait: container running failed on spark-2", "simulated crash-on-start"),
         ("worker-never-joins", "spark-2", true, "error: wait: /health failed on spark-1", "never joins"),
         ("wedge", "spark-1", false, "error: verify: tool call failed on spark-1", "wedged engine"),
+        ("slow-load", "spark-1", true, "error: wait: /health failed on spark-1", "no 200"),
     ])
     func faultsFailAtTheirLayer(kind: String, node: String, restart: Bool, expected: String, diagnosis: String) throws {
         #expect(try up().status == 0)
@@ -134,6 +135,18 @@ import SousTestSupport
         #expect(r.err.contains(expected), "\(r.err)")
         #expect(r.err.contains(diagnosis), "\(r.err)")
         #expect(r.err.contains("hint: "))
+    }
+
+    @Test func anEngineThatCrashesLaterFailsValidation() throws {
+        #expect(try up().status == 0)
+        try fault("spark-1", "crash-later")
+        _ = try exec("spark-1,spark-2", "docker rm -f sous-vllm")
+        #expect(try up().status == 0, "it serves for a while")
+        usleep(3_500_000)
+        let r = try sous(["validate", "--base-url", "http://10.213.0.11:8000/v1", "--model", "nvidia/nemotron-3-super", "--timeout", "3"])
+        #expect(r.status == 1)
+        #expect(r.out.hasPrefix("FAIL  model list: GET http://10.213.0.11:8000/v1/models: connection refused"), "\(r.out)")
+        #expect(try exec("spark-1", "docker inspect --format '{{.State.Status}} {{.State.ExitCode}}' sous-vllm") == "spark-1: exited 1\n")
     }
 
     func roll(_ image: String, _ extra: [String] = []) throws -> (out: String, err: String, status: Int32) {
