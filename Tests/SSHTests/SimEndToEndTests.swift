@@ -201,6 +201,24 @@ import SousTestSupport
         #expect(try String(contentsOfFile: first + ".out", encoding: .utf8).contains("outcome: verified"))
     }
 
+    @Test func theWorkersSshdKilledMidRollIsAClearFailure() throws {
+        #expect(try up().status == 0)
+        // A slow-loading new image keeps the roll in its wait step while the worker's sshd dies.
+        let out = NSTemporaryDirectory() + "sous-roll-\(UUID().uuidString)"
+        let quoted = try ([sousBinary, "roll", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory,
+                           "--image", "vllm/vllm-openai:v0.28.0-sim-slow-load", "--timeout", "20s"]).map { try ShellQuote.quote($0) }.joined(separator: " ")
+        try sh("{ SSH_AUTH_SOCK= VLLM_API_KEY=\(key) \(quoted) > \(out).out 2> \(out).err; echo $? > \(out).rc; } &")
+        usleep(1_500_000)
+        try fault("spark-2", "sshd-down")
+        try sh("while [ ! -s \(out).rc ]; do sleep 0.1; done")
+        let rc = try String(contentsOfFile: out + ".rc", encoding: .utf8)
+        let text = try String(contentsOfFile: out + ".out", encoding: .utf8) + (try String(contentsOfFile: out + ".err", encoding: .utf8))
+        #expect(rc == "1\n", "\(text)")
+        #expect(text.contains("outcome: rollback failed"), "\(text)")
+        #expect(text.contains("on spark-2"), "\(text)")
+        #expect(text.contains("rollback: connect failed on spark-2"), "\(text)")
+    }
+
     @Test func auditFindsDriftIntroducedByHand() throws {
         #expect(try up().status == 0)
         let clean = try sous(["audit", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory])

@@ -269,10 +269,12 @@ struct SimFaultCommand: ParsableCommand {
         let flag = "\(nd)/var-lib/sous-sim/faults/\(fault.rawValue)"
         if off { try? FileManager.default.removeItem(atPath: flag) } else { _ = FileManager.default.createFile(atPath: flag, contents: nil) }
         if fault == .sshdDown {
-            let pid = (try? String(contentsOfFile: "\(nd)/sshd.pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-            if off {
-                throw UsageError("sshd cannot be restarted in place", hint: "sous sim up (restarts every node)")
-            } else if let pid { Local.stop(pid) }
+            if off { throw UsageError("sshd cannot be restarted in place", hint: "sous sim up (restarts every node)") }
+            // The listener and every session it forked, as when the OOM killer or a crash takes sshd down.
+            let pids = ((try? Local.run("/usr/sbin/ip", ["netns", "pids", l.namespace(node)], check: false).output) ?? "")
+                .split(separator: "\n").compactMap { Int32($0) }
+                .filter { ((try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("sshd") }
+            for pid in pids { kill(pid, SIGKILL) }
         }
         print("\(node): \(fault.rawValue) \(off ? "off" : "on")")
     }
