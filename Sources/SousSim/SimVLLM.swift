@@ -54,11 +54,12 @@ public enum SimVLLM {
             FileHandle.standardError.write(Data("usage: vllm serve [model_tag] [options]\n\(error)\n".utf8))
             die(2)
         }
-        var faults = SimPaths.faultsOn()
         // Images tagged …-sim-<fault> misbehave on every node: a bad release to roll back from.
+        var imageFaults: Set<SimFault> = []
         if let tag = ImageRef.tag(of: image), let r = tag.range(of: "-sim-"), let f = SimFault(rawValue: String(tag[r.upperBound...])) {
-            faults.insert(f)
+            imageFaults.insert(f)
         }
+        let faults = SimPaths.faultsOn().union(imageFaults)
         log("vLLM API server version \(version)")
         log("non-default args: {'model': '\(args.model)', 'served_model_name': ['\(args.servedName)'], 'tensor_parallel_size': \(args.tensorParallelSize), 'nnodes': \(args.nnodes), 'node_rank': \(args.nodeRank), 'headless': \(args.headless ? "True" : "False")}")
         if faults.contains(.crashOnStart) {
@@ -85,7 +86,7 @@ public enum SimVLLM {
         }
         let state = EngineState(api: SimAPI(args: args, version: version, versionString: version.description,
                                             joinedRanks: joined.count + 1, apiKey: env["VLLM_API_KEY"].flatMap { $0.isEmpty ? nil : $0 },
-                                            faults: faults))
+                                            faults: faults), sticky: imageFaults)
         for fd in joined {
             // A rank that goes away kills the engine (EngineDeadError → /health 503).
             Thread.detachNewThread {
@@ -102,15 +103,22 @@ public enum SimVLLM {
     }
 
     final class EngineState: @unchecked Sendable {
+        /// Faults an operator can switch on and off while the engine runs (read on every request).
+        static let switchable: Set<SimFault> = [.engineDead, .wedge, .wrongParser, .malformedArguments]
         private let lock = NSLock()
         private var api: SimAPI
-        init(api: SimAPI) { self.api = api }
-        func kill() { lock.lock(); api.faults.insert(.engineDead); lock.unlock() }
-        /// Faults can be switched while the engine runs.
+        /// What stays whatever the fault files say: the image's own faults, and a dead engine.
+        private var sticky: Set<SimFault>
+        init(api: SimAPI, sticky: Set<SimFault>) {
+            self.api = api
+            self.sticky = sticky
+        }
+        func kill() { lock.lock(); sticky.insert(.engineDead); lock.unlock() }
         func current() -> SimAPI {
             lock.lock(); defer { lock.unlock() }
-            api.faults.formUnion(SimPaths.faultsOn().intersection([.engineDead, .wedge, .wrongParser, .malformedArguments]))
-            return api
+            var a = api
+            a.faults = sticky.union(SimPaths.faultsOn().intersection(Self.switchable))
+            return a
         }
     }
 

@@ -33,8 +33,8 @@ import SousTestSupport
     func exec(_ node: String, _ script: String) throws -> String {
         try sous(["exec", "-i", inventory, "--nodes", node, "--", script]).out
     }
-    func fault(_ node: String, _ kind: String) throws {
-        let r = try sous(["sim", "fault", "--dir", dir, node, kind])
+    func fault(_ node: String, _ kind: String, off: Bool = false) throws {
+        let r = try sous(["sim", "fault", "--dir", dir, node, kind] + (off ? ["--off"] : []))
         #expect(r.status == 0, "\(r.err)")
     }
 
@@ -240,6 +240,74 @@ import SousTestSupport
         #expect(r.out.contains("  DRIFT  env NCCL_IB_GID_INDEX is pinned"))
         #expect(r.out.hasSuffix("drift on spark-2\n"))
         #expect(!r.out.contains(key))
+    }
+
+    @Test func openCodeConfigKeepsTheUsersSettings() throws {
+        #expect(try up().status == 0)
+        let file = dir + "/opencode.json"
+        try #"{"theme": "dark", "provider": {"other": {"npm": "x"}}, "model": "other/m"}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try sous(["client", "opencode", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory, "--write", file, "--provider", "pulsar"])
+        #expect(r.status == 0, "\(r.err)")
+        let c = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as! [String: Any]
+        #expect(c["theme"] as? String == "dark")
+        #expect(c["model"] as? String == "pulsar/nvidia/nemotron-3-super")
+        let providers = c["provider"] as! [String: Any]
+        #expect(providers["other"] != nil)
+        let p = providers["pulsar"] as! [String: Any]
+        #expect(p["npm"] as? String == "@ai-sdk/openai-compatible")
+        #expect((p["options"] as! [String: Any])["baseURL"] as? String == "http://10.213.0.11:8000/v1")
+        #expect((p["options"] as! [String: Any])["apiKey"] as? String == "{env:VLLM_API_KEY}")
+        let m = (p["models"] as! [String: Any])["nvidia/nemotron-3-super"] as! [String: Any]
+        let limit = m["limit"] as! [String: Int]
+        #expect(limit["context"]! < 262144 && limit["output"] == 32768)
+        #expect((m["interleaved"] as? [String: String])?["field"] == "reasoning")
+        #expect(!(try String(contentsOfFile: file, encoding: .utf8)).contains(key))
+    }
+
+    @Test func aRotatedKeyLocksOutTheOldOne() throws {
+        #expect(try up().status == 0)
+        let keyFile = dir + "/new.key"
+        let r = try sous(["rotate-key", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory, "--key-file", keyFile])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(!r.out.contains(key) && !r.err.contains(key))
+        let newKey = try String(contentsOfFile: keyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(newKey.count == 64 && !r.out.contains(newKey) && !r.err.contains(newKey))
+        #expect(try sh("stat -c %a \(keyFile)") == "600\n")
+        #expect(try sh("curl -s -o /dev/null -w '%{http_code}' http://10.213.0.11:8000/v1/models -H 'Authorization: Bearer \(key)'") == "401")
+        #expect(try sh("curl -s -o /dev/null -w '%{http_code}' http://10.213.0.11:8000/v1/models -H \"Authorization: Bearer $(cat \(keyFile))\"") == "200")
+    }
+
+    @Test func theWatchdogTriggersOnceOnAWedgeAndNeverWhenHealthy() throws {
+        #expect(try up().status == 0)
+        let marker = dir + "/triggers"
+        let args = ["watch", "-i", inventory, "--model", "nvidia/nemotron-3-super", "--interval", "0.2", "--failures", "3",
+                    "--probe-timeout", "0.8", "--on-failure", "echo triggered >> \(marker)", "--for", "3"]
+        let healthy = try sous(args)
+        #expect(healthy.out.hasSuffix("watch ended: 0 recovery runs\n"))
+        #expect(!FileManager.default.fileExists(atPath: marker))
+        try fault("spark-1", "wedge")
+        let wedged = try sous(args.dropLast(2) + ["--for", "6"])
+        #expect(wedged.out.contains("fail 3/3: no completion within 0.8 seconds (/health is 200: a wedged engine)"))
+        #expect(wedged.out.hasSuffix("watch ended: 1 recovery run\n"))
+        #expect(try String(contentsOfFile: marker, encoding: .utf8) == "triggered\n")
+    }
+
+    @Test func statusAndDoctor() throws {
+        #expect(try up().status == 0)
+        let st = try sous(["status", "-i", inventory, "--model", "nvidia/nemotron-3-super"])
+        #expect(st.status == 0, "\(st.err)")
+        #expect(st.out.contains("spark-2  worker  yes        running    vllm/vllm-openai:v0.24.0  1          -1000     active"))
+        #expect(st.out.contains("/health 200, fingerprint vllm-0.24.0-tp2-"))
+        let clean = try sous(["doctor", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory])
+        #expect(clean.status == 0)
+        #expect(clean.out.contains("no gotcha found") == false && clean.out.contains("note: `/` in the model id rejected"))
+        for (kind, row) in [("malformed-arguments", "FOUND: arguments not parseable JSON"), ("wrong-parser", "FOUND: reasoning text inside tool arguments or content")] {
+            try fault("spark-1", kind)
+            let r = try sous(["doctor", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory])
+            #expect(r.status == 1)
+            #expect(r.out.contains(row), "\(r.out)")
+            try fault("spark-1", kind, off: true)
+        }
     }
 
     @Test func anUnreachableNodeExitsThree() throws {

@@ -1,0 +1,71 @@
+import Foundation
+
+/// Watches an endpoint from outside: /health and a tiny real completion (a wedged NCCL link keeps /health
+/// green), and after N consecutive failures runs the recovery action once, then backs off. One trigger at a time.
+public struct Watchdog: Sendable {
+    public var probe: HTTPProbe
+    public var baseURL: String
+    public var model: String
+    public var key: Secret?
+    public var interval: Duration
+    public var failures: Int
+    public var probeTimeout: Duration
+    /// First wait after a trigger; doubles after each further trigger, up to 10 minutes.
+    public var backoff: Duration
+    public var log: @Sendable (String) -> Void
+    /// The recovery action (the user's command); returns its exit status.
+    public var recover: @Sendable () async -> Int32
+
+    public init(probe: HTTPProbe, baseURL: String, model: String, key: Secret?, interval: Duration, failures: Int, probeTimeout: Duration,
+                backoff: Duration, log: @escaping @Sendable (String) -> Void, recover: @escaping @Sendable () async -> Int32) {
+        self.probe = probe
+        self.baseURL = baseURL
+        self.model = model
+        self.key = key
+        self.interval = interval
+        self.failures = failures
+        self.probeTimeout = probeTimeout
+        self.backoff = backoff
+        self.log = log
+        self.recover = recover
+    }
+
+    /// One probe: nil when healthy, else what failed.
+    public func check() async -> String? {
+        guard let h = try? await probe.get(baseURL + "/health", bearer: nil, timeout: probeTimeout) else { return "/health did not answer" }
+        guard h.status == 200 else { return "/health \(h.status)" }
+        let body = try! JSONSerialization.data(withJSONObject: ["model": model, "max_tokens": 1, "messages": [["role": "user", "content": "ping"]]])
+        guard let c = try? await probe.post(baseURL + "/v1/chat/completions", json: body, bearer: key, timeout: probeTimeout) else {
+            return "no completion within \(probeTimeout) (/health is 200: a wedged engine)"
+        }
+        return c.status == 200 ? nil : "completion HTTP \(c.status)"
+    }
+
+    /// Runs until `until` (forever when nil); returns how many times recovery ran.
+    public func run(until: ContinuousClock.Instant? = nil) async -> Int {
+        var consecutive = 0, triggers = 0
+        var wait = backoff
+        while until.map({ ContinuousClock.now < $0 }) ?? true {
+            if let problem = await check() {
+                consecutive += 1
+                log("fail \(consecutive)/\(failures): \(problem)")
+                if consecutive >= failures {
+                    triggers += 1
+                    log("running the recovery command (trigger \(triggers))")
+                    let status = await recover()
+                    log("recovery command exited \(status); backing off \(wait)")
+                    consecutive = 0
+                    try? await Task.sleep(for: until.map { min(wait, max(.zero, $0 - ContinuousClock.now)) } ?? wait)
+                    wait = min(wait * 2, .seconds(600))
+                    continue
+                }
+            } else {
+                if consecutive > 0 { log("healthy again") }
+                consecutive = 0
+                wait = backoff
+            }
+            try? await Task.sleep(for: interval)
+        }
+        return triggers
+    }
+}
