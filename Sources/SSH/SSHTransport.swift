@@ -78,11 +78,6 @@ public final class SSHSession: NodeSession, @unchecked Sendable {
         try await perform { try $0.upload(data, to: path, mode: mode, sudo: sudo) }
     }
 
-    /// The host key's SHA256 fingerprint, as `ssh-keygen -l` prints it.
-    public func hostKeyFingerprint() async throws -> String {
-        try await perform { $0.hostKeyFingerprint() }
-    }
-
     public func close() async {
         _ = try? await perform { $0.shutdown() }
     }

@@ -47,22 +47,7 @@ final class SSHDHarness: @unchecked Sendable {
     }
 
     func config(index: Int, address: String, hostKey: String) -> String {
-        """
-        ListenAddress \(address)
-        Port 22
-        HostKey \(hostKey)
-        PidFile \(dir)/sshd\(index).pid
-        AuthorizedKeysFile \(dir)/authorized/%u
-        StrictModes no
-        UsePAM no
-        PasswordAuthentication no
-        KbdInteractiveAuthentication no
-        Subsystem sftp internal-sftp
-        MaxStartups 100:30:200
-        MaxSessions 100
-        LogLevel ERROR
-
-        """
+        SSHDConfig.render(listen: address, hostKey: hostKey, pidFile: "\(dir)/sshd\(index).pid", authorizedKeysDir: "\(dir)/authorized", logLevel: "ERROR")
     }
 
     private func startSSHD(index: Int, address: String, hostKey: String) throws {

@@ -121,21 +121,8 @@ struct SimUp: ParsableCommand {
                 .write(toFile: "\(nd)/meminfo", atomically: true, encoding: .utf8)
             let hostKey = "\(nd)/ssh_host_ed25519_key"
             if !fm.fileExists(atPath: hostKey) { try Local.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]) }
-            try """
-            ListenAddress \(addr)
-            Port 22
-            HostKey \(hostKey)
-            PidFile \(nd)/sshd.pid
-            AuthorizedKeysFile \(l.dir)/authorized/%u
-            StrictModes no
-            UsePAM no
-            PasswordAuthentication no
-            KbdInteractiveAuthentication no
-            Subsystem sftp internal-sftp
-            MaxStartups 100:30:200
-            MaxSessions 100
-
-            """.write(toFile: "\(nd)/sshd_config", atomically: true, encoding: .utf8)
+            try SSHDConfig.render(listen: addr, hostKey: hostKey, pidFile: "\(nd)/sshd.pid", authorizedKeysDir: "\(l.dir)/authorized")
+                .write(toFile: "\(nd)/sshd_config", atomically: true, encoding: .utf8)
 
             try Local.sh("ip netns add \(ns) && ip link add \(l.veth(i)) type veth peer name \(SimLayout.interface) netns \(ns)"
                 + " && ip link set \(l.veth(i)) master \(SimLayout.bridge) up && ip -n \(ns) addr add \(addr)/24 dev \(SimLayout.interface)"
