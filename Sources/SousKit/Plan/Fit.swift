@@ -1,0 +1,153 @@
+import Foundation
+
+/// Will it fit? The memory budget of one rank, from the checkpoint's config.json and safetensors index.
+public struct FitInput {
+    /// config.json of the checkpoint.
+    public var config: [String: Any]
+    /// metadata.total_size of model.safetensors.index.json (bytes of all weights).
+    public var weightBytes: Int
+    /// Total memory of one node in bytes (unified memory: /proc/meminfo MemTotal).
+    public var totalMemory: Int
+
+    public init(config: [String: Any], weightBytes: Int, totalMemory: Int) {
+        self.config = config
+        self.weightBytes = weightBytes
+        self.totalMemory = totalMemory
+    }
+
+    public init(configJSON: String, indexJSON: String, totalMemory: Int) throws {
+        guard let c = try JSONSerialization.jsonObject(with: Data(configJSON.utf8)) as? [String: Any] else { throw UsageError("config.json is not a JSON object") }
+        guard let i = try JSONSerialization.jsonObject(with: Data(indexJSON.utf8)) as? [String: Any],
+              let total = (i["metadata"] as? [String: Any])?["total_size"] as? Int else {
+            throw UsageError("model.safetensors.index.json has no metadata.total_size")
+        }
+        self.init(config: c, weightBytes: total, totalMemory: totalMemory)
+    }
+}
+
+public struct FitReport: Sendable, Encodable {
+    public enum Verdict: String, Sendable, Encodable { case fits, fitsWithWarnings = "fits with warnings", doesNotFit = "does not fit" }
+    public var weights_per_rank: Int
+    public var attention_layers: Int
+    public var kv_bytes_per_token_per_rank: Int
+    /// Hybrid Mamba models: the fixed recurrent state of one sequence, per rank.
+    public var mamba_state_bytes_per_sequence: Int
+    public var budget: Int
+    public var allowance: Int
+    public var kv_cache_bytes: Int
+    public var kv_tokens: Int
+    public var max_num_seqs: Int
+    /// The longest context every one of max_num_seqs sequences can hold at once.
+    public var context_at_concurrency: Int
+    public var os_headroom: Int
+    public var verdict: Verdict
+    public var messages: [String]
+}
+
+public enum Fit {
+    /// Activations at the profiling peak, CUDA graphs and NCCL buffers: a stated allowance per rank.
+    public static let allowance = 4 * 1024 * 1024 * 1024
+    static let gib = 1024.0 * 1024 * 1024
+
+    static func int(_ c: [String: Any], _ keys: String...) -> Int? {
+        for k in keys { if let v = c[k] as? Int { return v } }
+        return nil
+    }
+
+    /// Attention layers: `*` in Nemotron-H's hybrid_override_pattern, `attention` entries of layers_block_type /
+    /// layer_types, else every layer.
+    static func attentionLayers(_ c: [String: Any]) -> (attention: Int, mamba: Int) {
+        let layers = int(c, "num_hidden_layers", "n_layer") ?? 0
+        if let pattern = c["hybrid_override_pattern"] as? String {
+            return (pattern.filter { $0 == "*" }.count, pattern.filter { $0 == "M" }.count)
+        }
+        if let types = (c["layers_block_type"] ?? c["layer_types"]) as? [String] {
+            let attention = types.filter { $0.contains("attention") }.count
+            return (attention, types.filter { $0.contains("mamba") || $0.contains("linear") }.count)
+        }
+        return (layers, 0)
+    }
+
+    static func dtypeBytes(_ name: String?) -> Int {
+        switch name ?? "bfloat16" {
+        case "float32": return 4
+        case let n where n.hasPrefix("fp8") || n == "float8": return 1
+        default: return 2
+        }
+    }
+
+    public static func compute(_ input: FitInput, tp: Int, engine: EngineSettings, profile: HardwareProfile?) -> FitReport {
+        let c = (input.config["text_config"] as? [String: Any]).map { input.config.merging($0) { _, b in b } } ?? input.config
+        let heads = int(c, "num_attention_heads", "n_head") ?? 1
+        let kvHeads = int(c, "num_key_value_heads") ?? heads
+        let headDim = int(c, "head_dim") ?? ((int(c, "hidden_size") ?? 0) / max(heads, 1))
+        let (attention, mamba) = attentionLayers(c)
+        let kvDtype = engine.kvCacheDtype == "auto" ? c["torch_dtype"] as? String ?? c["dtype"] as? String : engine.kvCacheDtype
+        // K and V for every attention layer; KV heads split across ranks (replicated when fewer than ranks).
+        let kvPerToken = 2 * attention * ((kvHeads + tp - 1) / tp) * headDim * dtypeBytes(kvDtype)
+        // Mamba: per sequence, the SSM state (heads × head_dim × state, in mamba_ssm_cache_dtype) and the conv
+        // state ((kernel − 1) × (heads × head_dim + 2 × groups × state), model dtype), split across ranks.
+        var mambaState = 0
+        if mamba > 0 {
+            let mHeads = int(c, "mamba_num_heads") ?? 0, mHeadDim = int(c, "mamba_head_dim") ?? 0
+            let state = int(c, "ssm_state_size", "mamba_d_state") ?? 0, groups = int(c, "n_groups", "mamba_n_groups") ?? 1
+            let kernel = int(c, "conv_kernel", "mamba_d_conv") ?? 4
+            let ssmDtype: String? = engine.extraArgs.first { $0.flag == "mamba-ssm-cache-dtype" }.flatMap { if case .value(let v) = $0.value { return v } else { return nil } }
+            let ssm = mHeads * mHeadDim * state * dtypeBytes(ssmDtype ?? c["torch_dtype"] as? String)
+            let conv = (kernel - 1) * (mHeads * mHeadDim + 2 * groups * state) * dtypeBytes(c["torch_dtype"] as? String)
+            mambaState = mamba * (ssm + conv) / tp
+        }
+        let maxSeqs = engine.extraArgs.first { $0.flag == "max-num-seqs" }.flatMap { if case .value(let v) = $0.value { return Int(v) } else { return nil } } ?? 256
+        let weights = input.weightBytes / tp
+        let budget = Int(Double(input.totalMemory) * engine.gpuMemoryUtilization)
+        let kvCache = budget - weights - allowance - mambaState * maxSeqs
+        let kvTokens = kvPerToken > 0 ? max(0, kvCache) / kvPerToken : 0
+        let atConcurrency = min(engine.maxModelLen, kvTokens / max(maxSeqs, 1))
+        let os = input.totalMemory - budget
+        var messages: [String] = []
+        var verdict = FitReport.Verdict.fits
+        func g(_ b: Int) -> String { String(format: "%.1f GiB", Double(b) / gib) }
+        if kvCache <= 0 {
+            verdict = .doesNotFit
+            let need = Double(weights + allowance + mambaState * maxSeqs + kvPerToken * engine.maxModelLen) / Double(input.totalMemory)
+            messages.append("weights \(g(weights)) + allowance \(g(allowance)) exceed the budget \(g(budget)); gpu_memory_utilization \(String(format: "%.2f", need)) would be needed")
+        } else if kvTokens < engine.maxModelLen {
+            verdict = .doesNotFit
+            messages.append("max_model_len \(engine.maxModelLen) does not fit: the KV cache holds \(kvTokens) tokens (vLLM refuses to start); the largest that fits is \(kvTokens / 1024 * 1024)")
+        }
+        if let p = profile, p.unifiedMemory, engine.gpuMemoryUtilization > p.maxSafeGpuMemoryUtilization {
+            if verdict == .fits { verdict = .fitsWithWarnings }
+            messages.append("only \(g(os)) left for the OS (\(String(format: "%.2f", 1 - engine.gpuMemoryUtilization)) of \(g(input.totalMemory))); \(p.name) wants at least \(String(format: "%.2f", 1 - p.maxSafeGpuMemoryUtilization))")
+        }
+        if verdict != .doesNotFit, kvTokens / max(maxSeqs, 1) < engine.maxModelLen {
+            if verdict == .fits { verdict = .fitsWithWarnings }
+            messages.append("\(maxSeqs) sequences of \(engine.maxModelLen) tokens do not fit at once: each gets \(atConcurrency) when all are full")
+        }
+        return FitReport(weights_per_rank: weights, attention_layers: attention, kv_bytes_per_token_per_rank: kvPerToken,
+                         mamba_state_bytes_per_sequence: mambaState, budget: budget, allowance: allowance, kv_cache_bytes: max(0, kvCache),
+                         kv_tokens: kvTokens, max_num_seqs: maxSeqs, context_at_concurrency: atConcurrency, os_headroom: os,
+                         verdict: verdict, messages: messages)
+    }
+
+    /// The agent's context limit against what fits.
+    public static func clientMessage(_ r: FitReport, clientContext: Int) -> String? {
+        clientContext > r.kv_tokens ? "client.context \(clientContext) is more than the KV cache holds (\(r.kv_tokens)): agents will be refused mid-session" : nil
+    }
+
+    public static func text(_ r: FitReport) -> String {
+        func g(_ b: Int) -> String { String(format: "%.1f GiB", Double(b) / gib) }
+        var lines = [
+            "weights per rank      \(g(r.weights_per_rank))",
+            "KV per token per rank \(r.kv_bytes_per_token_per_rank) B (\(r.attention_layers) attention layers)",
+        ]
+        if r.mamba_state_bytes_per_sequence > 0 { lines.append("Mamba state per seq   \(String(format: "%.1f MiB", Double(r.mamba_state_bytes_per_sequence) / 1048576)) per rank (fixed, × \(r.max_num_seqs) sequences)") }
+        lines += [
+            "budget (× gmu)        \(g(r.budget)) − allowance \(g(r.allowance)) for activations and CUDA graphs",
+            "KV cache              \(g(r.kv_cache_bytes)) = \(r.kv_tokens) tokens",
+            "at \(r.max_num_seqs) sequences      \(r.context_at_concurrency) tokens each",
+            "left for the OS       \(g(r.os_headroom))",
+            "verdict               \(r.verdict.rawValue)",
+        ]
+        return (lines + r.messages.map { "  - \($0)" }).joined(separator: "\n") + "\n"
+    }
+}

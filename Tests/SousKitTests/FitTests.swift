@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+@testable import SousKit
+
+/// Exact arithmetic on small fake checkpoints, against hand computations.
+@Suite struct FitTests {
+    let GiB = 1024 * 1024 * 1024
+
+    func engine(gmu: Double, maxLen: Int, kv: String = "auto", extra: [(String, FlagValue)] = []) -> EngineSettings {
+        EngineSettings(kvCacheDtype: kv, maxModelLen: maxLen, gpuMemoryUtilization: gmu, enableChunkedPrefill: true,
+                       extraArgs: extra.map { (flag: $0.0, value: $0.1) }, env: [])
+    }
+
+    @Test func dense() {
+        // 4 layers × 2 (K,V) × ceil(2 KV heads / 2 ranks) × head_dim 512/8 × 2 bytes (bf16) = 1024 B per token per rank.
+        let input = FitInput(config: ["num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2, "hidden_size": 512,
+                                      "torch_dtype": "bfloat16"], weightBytes: 10 * GiB, totalMemory: 32 * GiB)
+        let r = Fit.compute(input, tp: 2, engine: engine(gmu: 0.5, maxLen: 65536), profile: nil)
+        #expect(r.kv_bytes_per_token_per_rank == 1024)
+        #expect(r.weights_per_rank == 5 * GiB)
+        #expect(r.budget == 16 * GiB)
+        // 16 − 5 − 4 (allowance) = 7 GiB of KV cache = 7 × 2^30 / 1024 tokens.
+        #expect(r.kv_cache_bytes == 7 * GiB)
+        #expect(r.kv_tokens == 7 * 1024 * 1024)
+        #expect(r.context_at_concurrency == 7 * 1024 * 1024 / 256)
+        #expect(r.verdict == .fitsWithWarnings)
+        #expect(r.messages == ["256 sequences of 65536 tokens do not fit at once: each gets 28672 when all are full"])
+    }
+
+    @Test func moeWithFP8KVThatDoesNotFit() {
+        // A Qwen3-30B-A3B-like MoE: 48 layers, 4 KV heads, head_dim 128, fp8 KV: 2 × 48 × 2 × 128 × 1 = 24576 B.
+        let input = FitInput(config: ["num_hidden_layers": 48, "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128,
+                                      "num_experts": 128, "num_experts_per_tok": 8, "torch_dtype": "bfloat16"],
+                             weightBytes: 60 * GiB, totalMemory: 40 * GiB)
+        let r = Fit.compute(input, tp: 2, engine: engine(gmu: 0.9, maxLen: 262144, kv: "fp8", extra: [("max-num-seqs", .value("4"))]), profile: nil)
+        #expect(r.kv_bytes_per_token_per_rank == 24576)
+        // budget 36 GiB − 30 − 4 = 2 GiB → 2 × 2^30 / 24576 = 87381 tokens.
+        #expect(r.kv_tokens == 87381)
+        #expect(r.verdict == .doesNotFit)
+        #expect(r.messages == ["max_model_len 262144 does not fit: the KV cache holds 87381 tokens (vLLM refuses to start); the largest that fits is 87040"])
+    }
+
+    @Test func hybridMambaCountsAttentionLayersAndAFixedState() {
+        // "M*M-M*": 2 attention layers, 3 Mamba layers.
+        let input = FitInput(config: ["num_hidden_layers": 6, "hybrid_override_pattern": "M*M-M*", "num_attention_heads": 16,
+                                      "num_key_value_heads": 2, "head_dim": 128, "mamba_num_heads": 8, "mamba_head_dim": 64,
+                                      "ssm_state_size": 128, "n_groups": 2, "conv_kernel": 4, "torch_dtype": "bfloat16"],
+                             weightBytes: 8 * GiB, totalMemory: 32 * GiB)
+        let r = Fit.compute(input, tp: 2, engine: engine(gmu: 0.5, maxLen: 32768, kv: "fp8",
+                                                       extra: [("max-num-seqs", .value("8")), ("mamba-ssm-cache-dtype", .value("float32"))]), profile: nil)
+        #expect(r.attention_layers == 2)
+        // 2 × 2 layers × 1 head × 128 × 1 byte.
+        #expect(r.kv_bytes_per_token_per_rank == 512)
+        // Per Mamba layer: SSM 8 × 64 × 128 × 4 B = 262144, conv 3 × (512 + 2 × 2 × 128) × 2 B = 6144; × 3 layers ÷ 2 ranks.
+        #expect(r.mamba_state_bytes_per_sequence == 3 * (262144 + 6144) / 2)
+        // 16 − 4 − 4 GiB, minus 8 sequences of Mamba state.
+        #expect(r.kv_cache_bytes == 8 * GiB - 8 * 402432)
+        #expect(r.kv_tokens == (8 * GiB - 8 * 402432) / 512)
+        #expect(r.verdict == .fits)
+    }
+
+    @Test func osHeadroomWarningOnTheSpark() {
+        let input = FitInput(config: ["num_hidden_layers": 4, "num_attention_heads": 8, "hidden_size": 512, "torch_dtype": "bfloat16"],
+                             weightBytes: 2 * GiB, totalMemory: 128 * GiB)
+        let r = Fit.compute(input, tp: 2, engine: engine(gmu: 0.9, maxLen: 4096, extra: [("max-num-seqs", .value("1"))]),
+                            profile: HardwareProfile.known["dgx_spark_gb10"])
+        #expect(r.verdict == .fitsWithWarnings)
+        #expect(r.messages == ["only 12.8 GiB left for the OS (0.10 of 128.0 GiB); dgx_spark_gb10 wants at least 0.15"])
+        #expect(Fit.clientMessage(r, clientContext: r.kv_tokens + 1) != nil)
+    }
+}
