@@ -60,6 +60,9 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Seconds each verification request may take (a wedged engine never answers).")
     var checkTimeout: Double = 120
 
+    @Flag(help: "Start even when `sous fit` says the recipe does not fit.")
+    var force = false
+
     @Flag(help: "Print the result as JSON (progress goes to stderr).")
     var json = false
 
@@ -72,9 +75,10 @@ struct UpCommand: AsyncParsableCommand {
             d = try Deployment.make(recipe: d.recipe, inventory: inv)
         }
         let key = try apiKey(d.inventory)
-        let runner = UpRunner(deployment: d, transport: ssh.transport(for: d.inventory), probe: URLSessionProbe(), key: key,
+        var runner = UpRunner(deployment: d, transport: ssh.transport(for: d.inventory), probe: URLSessionProbe(), key: key,
                               reporter: LineReporter(toStderr: json), engineTimeout: try parseDuration(timeout),
                               checkTimeout: .milliseconds(Int(checkTimeout * 1000)))
+        runner.force = force
         let result = try await runner.run()
         if json {
             print(encodeJSON(result), terminator: "")

@@ -310,6 +310,31 @@ import SousTestSupport
         }
     }
 
+    /// A small fake Nemotron-H-like checkpoint in spark-1's HF cache: only config.json and the index's total size.
+    func placeCheckpoint(totalGiB: Int) throws {
+        let repo = "/home/sous/.cache/huggingface/hub/models--nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4"
+        let config = #"{"num_hidden_layers": 88, "hybrid_override_pattern": "M-M*M-M-M*M-M-M*M-M-M*", "num_attention_heads": 32, "num_key_value_heads": 2, "head_dim": 128, "mamba_num_heads": 128, "mamba_head_dim": 64, "ssm_state_size": 128, "n_groups": 8, "conv_kernel": 4, "torch_dtype": "bfloat16"}"#
+        let index = "{\"metadata\": {\"total_size\": \(totalGiB * 1024 * 1024 * 1024)}, \"weight_map\": {}}"
+        _ = try exec("spark-1", "mkdir -p \(repo)/refs \(repo)/snapshots/abc && echo abc > \(repo)/refs/main && echo '\(config)' > \(repo)/snapshots/abc/config.json && echo '\(index)' > \(repo)/snapshots/abc/model.safetensors.index.json")
+    }
+
+    @Test func aRecipeThatDoesNotFitIsRefusedBeforeAnythingStarts() throws {
+        try placeCheckpoint(totalGiB: 250)
+        let fit = try sous(["fit", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory])
+        #expect(fit.status == 1)
+        #expect(fit.out.contains("verdict               does not fit"), "\(fit.out)")
+        let r = try up()
+        #expect(r.status == 1)
+        #expect(r.err.contains("error: fit failed on spark-1: weights 125.0 GiB + allowance 4.0 GiB exceed the budget"), "\(r.err)")
+        #expect(!r.out.contains("pull"), "nothing pulled")
+        #expect(try exec("spark-1,spark-2", "docker ps -a --format '{{.Names}}' | wc -l") == "spark-1: 0\nspark-2: 0\n")
+        // The same checkpoint at a size that fits goes through.
+        try placeCheckpoint(totalGiB: 70)
+        let ok = try up()
+        #expect(ok.status == 0, "\(ok.err)")
+        #expect(ok.out.contains("ok      fit"))
+    }
+
     @Test func anUnreachableNodeExitsThree() throws {
         try fault("spark-2", "sshd-down")
         let r = try up()

@@ -1,16 +1,17 @@
 import Foundation
 
 /// Will it fit? The memory budget of one rank, from the checkpoint's config.json and safetensors index.
-public struct FitInput {
-    /// config.json of the checkpoint.
-    public var config: [String: Any]
+public struct FitInput: Sendable {
+    /// config.json of the checkpoint, as read.
+    public var configData: Data
+    var config: [String: Any] { (try? JSONSerialization.jsonObject(with: configData) as? [String: Any]) ?? [:] }
     /// metadata.total_size of model.safetensors.index.json (bytes of all weights).
     public var weightBytes: Int
     /// Total memory of one node in bytes (unified memory: /proc/meminfo MemTotal).
     public var totalMemory: Int
 
     public init(config: [String: Any], weightBytes: Int, totalMemory: Int) {
-        self.config = config
+        self.configData = (try? JSONSerialization.data(withJSONObject: config)) ?? Data()
         self.weightBytes = weightBytes
         self.totalMemory = totalMemory
     }

@@ -63,6 +63,8 @@ public struct UpRunner: Sendable {
     public var pollInterval: Duration
     /// How long each verification request may take.
     public var checkTimeout: Duration
+    /// Start a recipe that `fit` says does not fit.
+    public var force = false
 
     public init(deployment: Deployment, transport: Transport, probe: HTTPProbe, key: Secret?, reporter: Reporter,
                 engineTimeout: Duration = .seconds(1800), pollInterval: Duration = .milliseconds(250), checkTimeout: Duration = .seconds(120)) {
@@ -132,6 +134,20 @@ public struct UpRunner: Sendable {
             if !r.ok { throw UpFailure(step: "preflight", node: node.name, cause: r.tail(), hint: "fix it on \(node.name), then run sous up again", exitCode: .checkFailed) }
         }
         record("preflight", .ok, "sudo, docker, GPU, interconnect, memory", t)
+
+        // Fit: refuse a recipe whose memory budget cannot hold it, before pulling or starting anything.
+        t = clock.now
+        if let input = try await CheckpointProbe.read(sessions[inv.head.name]!, deployment: deployment) {
+            let fit = Fit.compute(input, tp: deployment.recipe.tensorParallelSize, engine: deployment.engine, profile: inv.profile)
+            if fit.verdict == .doesNotFit && !force {
+                record("fit", .failed, fit.verdict.rawValue, t)
+                throw UpFailure(step: "fit", node: inv.head.name, cause: fit.messages.joined(separator: "; "),
+                                hint: "sous fit --recipe \(deployment.recipe.name) --inventory \(inv.file) shows the budget; --force starts it anyway", exitCode: .checkFailed)
+            }
+            record("fit", .ok, "\(fit.verdict.rawValue): \(fit.kv_tokens) KV tokens per rank", t)
+        } else {
+            record("fit", .skipped, "the checkpoint is not in the HF cache on \(inv.head.name)", t)
+        }
 
         // Harden: sshd at OOMScoreAdjust -1000, earlyoom avoiding it.
         t = clock.now

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import SousKit
+
+struct FitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fit",
+        abstract: "Will it fit? The memory budget per rank from the checkpoint, before anything starts.",
+        discussion: """
+        Weights per rank (the safetensors index's total size ÷ tensor-parallel size), KV bytes per token per rank
+        (2 × attention layers × ceil(KV heads ÷ ranks) × head dim × KV dtype; for hybrid Mamba models only the
+        attention layers, plus a fixed recurrent state per sequence), the budget (total memory × the memory
+        fraction, minus a stated 4 GiB allowance for activations and CUDA graphs), the KV tokens that fit, the
+        context each of max_num_seqs sequences gets, and the OS headroom. Reads the checkpoint from the head's HF
+        cache, or from --checkpoint DIR (config.json and model.safetensors.index.json) with the profile's memory.
+        Exit 0 fits, 1 does not fit.
+        """
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var ssh: SSHOptions
+
+    @Option(help: "A local directory with the checkpoint's config.json and model.safetensors.index.json.")
+    var checkpoint: String?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let d = try deployment.load()
+        let input: FitInput
+        if let checkpoint {
+            guard let config = try? String(contentsOfFile: checkpoint + "/config.json", encoding: .utf8),
+                  let index = try? String(contentsOfFile: checkpoint + "/model.safetensors.index.json", encoding: .utf8) else {
+                throw UsageError("\(checkpoint) needs config.json and model.safetensors.index.json")
+            }
+            input = try FitInput(configJSON: config, indexJSON: index, totalMemory: (d.inventory.profile?.memoryGiB ?? 128) * 1024 * 1024 * 1024)
+        } else {
+            guard let found = try await ssh.transport(for: d.inventory).with(d.inventory.head, { try await CheckpointProbe.read($0, deployment: d) }) else {
+                throw UsageError("the checkpoint \(d.recipe.model) is not in the HF cache on \(d.inventory.head.name)",
+                                 hint: "download it there, or pass --checkpoint DIR with its config.json and model.safetensors.index.json")
+            }
+            input = found
+        }
+        let r = Fit.compute(input, tp: d.recipe.tensorParallelSize, engine: d.engine, profile: d.inventory.profile)
+        var report = r
+        if let m = Fit.clientMessage(r, clientContext: d.recipe.clientContext) { report.messages.append(m) }
+        print(json ? encodeJSON(report) : Fit.text(report), terminator: "")
+        if r.verdict == .doesNotFit { throw ExitCode(ExitStatus.checkFailed.rawValue) }
+    }
+}
