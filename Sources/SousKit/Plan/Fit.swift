@@ -137,18 +137,21 @@ public enum Fit {
 
     public static func text(_ r: FitReport) -> String {
         func g(_ b: Int) -> String { String(format: "%.1f GiB", Double(b) / gib) }
-        var lines = [
-            "weights per rank      \(g(r.weights_per_rank))",
-            "KV per token per rank \(r.kv_bytes_per_token_per_rank) B (\(r.attention_layers) attention layers)",
+        var rows: [(String, String)] = [
+            ("weights per rank", g(r.weights_per_rank)),
+            ("KV per token per rank", "\(r.kv_bytes_per_token_per_rank) B (\(r.attention_layers) attention layers)"),
         ]
-        if r.mamba_state_bytes_per_sequence > 0 { lines.append("Mamba state per seq   \(String(format: "%.1f MiB", Double(r.mamba_state_bytes_per_sequence) / 1048576)) per rank (fixed, × \(r.max_num_seqs) sequences)") }
-        lines += [
-            "budget (× gmu)        \(g(r.budget)) − allowance \(g(r.allowance)) for activations and CUDA graphs",
-            "KV cache              \(g(r.kv_cache_bytes)) = \(r.kv_tokens) tokens",
-            "at \(r.max_num_seqs) sequences      \(r.context_at_concurrency) tokens each",
-            "left for the OS       \(g(r.os_headroom))",
-            "verdict               \(r.verdict.rawValue)",
+        if r.mamba_state_bytes_per_sequence > 0 {
+            rows.append(("Mamba state per seq", String(format: "%.1f MiB per rank (fixed, × %d sequences)", Double(r.mamba_state_bytes_per_sequence) / 1048576, r.max_num_seqs)))
+        }
+        rows += [
+            ("budget (× gmu)", "\(g(r.budget)) − allowance \(g(r.allowance)) for activations and CUDA graphs"),
+            ("KV cache", "\(g(r.kv_cache_bytes)) = \(r.kv_tokens) tokens"),
+            ("at \(r.max_num_seqs) sequences", "\(r.context_at_concurrency) tokens each"),
+            ("left for the OS", g(r.os_headroom)),
+            ("verdict", r.verdict.rawValue),
         ]
+        let lines = rows.map { $0.0.padding(toLength: 22, withPad: " ", startingAt: 0) + $0.1 }
         return (lines + r.messages.map { "  - \($0)" }).joined(separator: "\n") + "\n"
     }
 }
