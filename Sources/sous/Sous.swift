@@ -18,6 +18,8 @@ struct Sous: AsyncParsableCommand {
           sous recipes                                   list the shipped recipes
           sous render --recipe R --inventory I           what each node will run
           sous plan   --recipe R --inventory I           the steps of bringing the cluster up
+          sous up     --recipe R --inventory I           bring it up and verify it like an agent
+          sous sim up                                    a simulated pair to rehearse on (inventory/sim.yaml)
           sous exec   -i I -- uptime                     a command on every node at once
 
         Exit codes: 0 ok · 1 a check failed or drift · 2 bad input or usage (nothing touched) · 3 a node could not be reached.
@@ -50,7 +52,7 @@ struct Sous: AsyncParsableCommand {
         } catch {
             let code = exitCode(for: error)
             let message = fullMessage(for: error)
-            if code == .success || code == ExitCode(0) {
+            if code == .success {
                 if !message.isEmpty { print(message) }
                 Foundation.exit(0)
             }
