@@ -328,3 +328,15 @@ public enum SimNvidiaSMI {
         exit(0)
     }
 }
+
+/// The modelled `ibdev2netdev` (Mellanox OFED): each ConnectX-7 port's RoCE device and netdev twin, Up or Down.
+public enum SimIbdev2netdev {
+    public static func main(_ args: [String]) -> Never {
+        let up = (try? String(contentsOfFile: "/sys/class/net/enp1s0f1np1/operstate", encoding: .utf8))?.hasPrefix("up") ?? false
+        print("rocep1s0f0 port 1 ==> enp1s0f0np0 (Down)")
+        print("rocep1s0f1 port 1 ==> enp1s0f1np1 (\(up ? "Up" : "Down"))")
+        print("roceP2p1s0f0 port 1 ==> enP2p1s0f0np0 (Down)")
+        print("roceP2p1s0f1 port 1 ==> enP2p1s0f1np1 (Down)")
+        exit(0)
+    }
+}

@@ -15,7 +15,11 @@ struct SSHOptions: ParsableArguments {
     var connectTimeout: Double = 10
 
     func transport(for inventory: Inventory) -> SSHTransport {
-        SSHTransport(knownHosts: knownHosts ?? inventory.knownHosts, acceptNew: acceptNew,
+        transport(defaultKnownHosts: inventory.knownHosts)
+    }
+
+    func transport(defaultKnownHosts: String?) -> SSHTransport {
+        SSHTransport(knownHosts: knownHosts ?? defaultKnownHosts, acceptNew: acceptNew,
                      connectTimeout: .milliseconds(Int(connectTimeout * 1000)),
                      onWarning: { Console.warning($0) })
     }

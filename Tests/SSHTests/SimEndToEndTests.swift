@@ -335,6 +335,34 @@ import SousTestSupport
         #expect(ok.out.contains("ok      fit"))
     }
 
+    @Test func initWritesAUsableInventoryAndCheckLinkFindsTheMTU() throws {
+        let written = dir + "/lab.yaml"
+        let args = ["init", "--hosts", "sous@10.213.0.11,sous@10.213.0.12", "--identity-file", dir + "/id_ed25519",
+                    "--known-hosts", dir + "/known_hosts", "--cluster", "lab", "--write", written]
+        let r = try sous(args)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out == "wrote \(written): 2 nodes, interconnect enp1s0f1np1 10.213.0.11, 10.213.0.12\n")
+        let (inv, issues) = try InventoryReader.load(path: written)
+        #expect(issues.isEmpty)
+        #expect(inv.hardware == "dgx_spark_gb10" && inv.interface == "enp1s0f1np1" && inv.ncclIbHca == "rocep1s0f1")
+        #expect(inv.nodes.map(\.name) == ["spark-1", "spark-2"] && inv.head.name == "spark-1")
+        #expect(try sous(["exec", "-i", written, "--", "true"]).status == 0)
+        // An existing file is not overwritten without --force: a diff instead.
+        let again = try sous(args.map { $0 == "lab" ? "lab2" : $0 })
+        #expect(again.status == 2)
+        #expect(again.out.contains("\n-cluster: lab\n") && again.out.contains("\n+cluster: lab2\n"))
+        #expect(try sous(args + ["--force"]).status == 0)
+
+        #expect(try sous(["check-link", "-i", inventory]).out.hasSuffix("link ok\n"))
+        try fault("spark-2", "mtu-1500")
+        let mtu = try sous(["check-link", "-i", inventory])
+        #expect(mtu.status == 1)
+        #expect(mtu.out.contains("MTU MISMATCH on enp1s0f1np1: spark-1 9000, spark-2 1500"))
+        // In the node's own /var/lib (its /etc/environment would be this machine's).
+        _ = try exec("spark-1", "sudo -n install -d -o sous /var/lib/sous && echo NCCL_IB_GID_INDEX=3 >> /var/lib/sous/vllm.env")
+        #expect(try sous(["check-link", "-i", inventory]).err.contains("spark-1: NCCL_IB_GID_INDEX is set"))
+    }
+
     @Test func anUnreachableNodeExitsThree() throws {
         try fault("spark-2", "sshd-down")
         let r = try up()

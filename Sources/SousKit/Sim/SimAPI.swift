@@ -14,6 +14,8 @@ public enum SimFault: String, Sendable, CaseIterable {
     /// /health 200 but completions never answer (a stuck NCCL collective).
     case wedge
     case sshdDown = "sshd-down"
+    /// The interconnect MTU drops to 1500 (as after a firmware capsule reboot).
+    case mtu1500 = "mtu-1500"
 }
 
 /// The OpenAI-compatible behaviour of the simulated vLLM head, as a pure function of the request.

@@ -86,7 +86,7 @@ struct SimUp: ParsableCommand {
         let fm = FileManager.default
         try fm.createDirectory(atPath: l.dir + "/nodes", withIntermediateDirectories: true)
         try Local.sh("ip route replace unreachable \(SimLayout.range)")
-        try Local.sh("ip link add \(SimLayout.bridge) type bridge && ip addr add 10.213.0.1/24 dev \(SimLayout.bridge) && ip link set \(SimLayout.bridge) up")
+        try Local.sh("ip link add \(SimLayout.bridge) type bridge && ip link set \(SimLayout.bridge) mtu 9000 && ip addr add 10.213.0.1/24 dev \(SimLayout.bridge) && ip link set \(SimLayout.bridge) up")
         try Local.sh("id -u \(SimLayout.user) >/dev/null 2>&1 || { useradd -m -s /bin/bash \(SimLayout.user) && usermod -p '*' \(SimLayout.user); }")
         try "\(SimLayout.user) ALL=(ALL) NOPASSWD:ALL\n".write(toFile: "/etc/sudoers.d/sous-sim", atomically: true, encoding: .utf8)
         try Local.sh("chmod 0440 /etc/sudoers.d/sous-sim && mkdir -p /run/sshd && chmod 0755 /run/sshd && mkdir -p \(SimLayout.hfCache) && chown -R \(SimLayout.user): /home/\(SimLayout.user)/.cache")
@@ -110,7 +110,7 @@ struct SimUp: ParsableCommand {
             let tools = "\(nd)/usr-local-bin/sous-sim-tools"
             try? fm.removeItem(atPath: tools)
             try fm.copyItem(atPath: Local.selfExecutable, toPath: tools)
-            for t in ["docker", "nvidia-smi", "systemctl"] { try? fm.removeItem(atPath: "\(nd)/usr-local-bin/\(t)"); try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools") }
+            for t in ["docker", "nvidia-smi", "systemctl", "ibdev2netdev"] { try? fm.removeItem(atPath: "\(nd)/usr-local-bin/\(t)"); try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools") }
             let config = ["load_seconds": loadSeconds, "pull_seconds": pullSeconds, "node": name, "sshd_pid_file": "\(nd)/sshd.pid"] as [String: Any]
             try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: "\(nd)/var-lib/sous-sim/config.json"))
             try Local.sh("chown -R \(SimLayout.user): \(nd)/var-lib/sous-sim \(nd)/hf-cache")
@@ -126,6 +126,7 @@ struct SimUp: ParsableCommand {
 
             try Local.sh("ip netns add \(ns) && ip link add \(l.veth(i)) type veth peer name \(SimLayout.interface) netns \(ns)"
                 + " && ip link set \(l.veth(i)) master \(SimLayout.bridge) up && ip -n \(ns) addr add \(addr)/24 dev \(SimLayout.interface)"
+                + " && ip link set \(l.veth(i)) mtu 9000 && ip -n \(ns) link set \(SimLayout.interface) mtu 9000"
                 + " && ip -n \(ns) link set \(SimLayout.interface) up && ip -n \(ns) link set lo up")
             // The node's own mount namespace: its /etc/systemd/system, /etc/default, /var/lib (with the host's
             // package database bound back in, so apt works), /usr/local/bin and HF cache.
@@ -262,6 +263,9 @@ struct SimFaultCommand: ParsableCommand {
                 .split(separator: "\n").compactMap { Int32($0) }
                 .filter { ((try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("sshd") }
             for pid in pids { kill(pid, SIGKILL) }
+        }
+        if fault == .mtu1500 {
+            try Local.sh("ip -n \(l.namespace(node)) link set \(SimLayout.interface) mtu \(off ? 9000 : 1500)")
         }
         print("\(node): \(fault.rawValue) \(off ? "off" : "on")")
     }
