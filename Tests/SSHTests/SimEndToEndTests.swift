@@ -346,12 +346,51 @@ import SousTestSupport
         #expect(issues.isEmpty)
         #expect(inv.hardware == "dgx_spark_gb10" && inv.interface == "enp1s0f1np1" && inv.ncclIbHca == "rocep1s0f1")
         #expect(inv.nodes.map(\.name) == ["spark-1", "spark-2"] && inv.head.name == "spark-1")
-        #expect(try sous(["exec", "-i", written, "--", "true"]).status == 0)
+        let text = try String(contentsOfFile: written, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).dropFirst().joined(separator: "\n")
+        #expect(text == """
+        cluster: lab
+        image: vllm/vllm-openai:v0.24.0   # pin the tag or digest you tested
+        port: 8000
+        api_key_env: VLLM_API_KEY
+        launcher: mp
+        hardware: dgx_spark_gb10   # every node reports an NVIDIA GB10
+        interconnect:
+          interface: enp1s0f1np1   # up on every node, one subnet
+          master_port: 29501
+          nccl_ib_hca: rocep1s0f1   # RoCE devices that ibdev2netdev reports Up
+        known_hosts: \(dir)/known_hosts
+        nodes:
+          # spark-1: Debian GNU/Linux 12 (bookworm); GPU NVIDIA GB10, [N/A]; 125 GiB memory; docker usable; sudo -n ok
+          - name: spark-1
+            host: 10.213.0.11
+            user: sous
+            identity_file: \(dir)/id_ed25519
+            interconnect_ip: 10.213.0.11
+            role: head
+          # spark-2: Debian GNU/Linux 12 (bookworm); GPU NVIDIA GB10, [N/A]; 125 GiB memory; docker usable; sudo -n ok
+          - name: spark-2
+            host: 10.213.0.12
+            user: sous
+            identity_file: \(dir)/id_ed25519
+            interconnect_ip: 10.213.0.12
+            role: worker
+
+        """)
+        // `sous up` works with it unchanged.
+        let upWritten = try sous(["up", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", written])
+        #expect(upWritten.status == 0, "\(upWritten.err)")
         // An existing file is not overwritten without --force: a diff instead.
         let again = try sous(args.map { $0 == "lab" ? "lab2" : $0 })
         #expect(again.status == 2)
         #expect(again.out.contains("\n-cluster: lab\n") && again.out.contains("\n+cluster: lab2\n"))
         #expect(try sous(args + ["--force"]).status == 0)
+        // A node without Docker: init says so and still writes what it found, marked.
+        _ = try exec("spark-2", "sudo -n mv /usr/local/bin/docker /usr/local/bin/docker.off")
+        let noDocker = try sous(args + ["--force"])
+        _ = try exec("spark-2", "sudo -n mv /usr/local/bin/docker.off /usr/local/bin/docker")
+        #expect(noDocker.status == 0)
+        #expect(noDocker.err.contains("warning: spark-2: docker is not usable by sous without a password"))
+        #expect(try String(contentsOfFile: written, encoding: .utf8).contains("# spark-2: Debian GNU/Linux 12 (bookworm); GPU NVIDIA GB10, [N/A]; 125 GiB memory; docker NOT usable without a password"))
 
         #expect(try sous(["check-link", "-i", inventory]).out.hasSuffix("link ok\n"))
         try fault("spark-2", "mtu-1500")
