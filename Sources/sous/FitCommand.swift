@@ -36,7 +36,7 @@ struct FitCommand: AsyncParsableCommand {
             }
             input = try FitInput(configJSON: config, indexJSON: index, totalMemory: (d.inventory.profile?.memoryGiB ?? 128) * 1024 * 1024 * 1024)
         } else {
-            guard let found = try await ssh.transport(for: d.inventory).with(d.inventory.head, { try await CheckpointProbe.read($0, deployment: d) }) else {
+            guard let found = try await ssh.transport(for: d.inventory).with(d.inventory.head, { try await CheckpointProbe.read($0, deployment: d)?.fit }) else {
                 throw UsageError("the checkpoint \(d.recipe.model) is not in the HF cache on \(d.inventory.head.name)",
                                  hint: "download it there, or pass --checkpoint DIR with its config.json and model.safetensors.index.json")
             }

@@ -402,6 +402,24 @@ import SousTestSupport
         #expect(try sous(["check-link", "-i", inventory]).err.contains("spark-1: NCCL_IB_GID_INDEX is set"))
     }
 
+    @Test func aForcedQuantizationAgainstTheCheckpointIsRefusedBeforeAnythingStarts() throws {
+        try placeCheckpoint(totalGiB: 70)
+        let repo = "/home/sous/.cache/huggingface/hub/models--nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4/snapshots/abc"
+        _ = try exec("spark-1", "echo '{\"producer\": {\"name\": \"modelopt\"}, \"quantization\": {\"quant_algo\": \"NVFP4\", \"kv_cache_quant_algo\": \"FP8\"}}' > \(repo)/hf_quant_config.json")
+        let recipe = dir + "/forced.yaml"
+        try (try String(contentsOfFile: repoPath("recipes/nemotron-3-super-nvfp4.yaml"), encoding: .utf8))
+            .replacingOccurrences(of: "quantization: auto ", with: "quantization: fp8\nquantization_reason: testing a forced method\n#")
+            .write(toFile: recipe, atomically: true, encoding: .utf8)
+        let r = try sous(["up", "--recipe", recipe, "--inventory", inventory])
+        #expect(r.status == 2, "\(r.out)\n\(r.err)")
+        #expect(r.err.contains("error: checkpoint failed on spark-1: the recipe forces --quantization fp8, but the checkpoint says modelopt_fp4"), "\(r.err)")
+        #expect(try exec("spark-1,spark-2", "docker ps -a --format '{{.Names}}' | wc -l") == "spark-1: 0\nspark-2: 0\n")
+        // With auto, the detected method is reported.
+        let ok = try up()
+        #expect(ok.status == 0, "\(ok.err)")
+        #expect(ok.out.contains("quantization modelopt_fp4 from the checkpoint"))
+    }
+
     @Test func anUnreachableNodeExitsThree() throws {
         try fault("spark-2", "sshd-down")
         let r = try up()

@@ -48,7 +48,7 @@ public struct AuditRunner: Sendable {
             return (String(p[0]), p.count > 1 ? String(p[1]) : "")
         }
         let model = deployment.recipe.model.replacingOccurrences(of: "/", with: "--")
-        let hub = "\(deployment.inventory.hfCache(on: node))/hub/models--\(model)/snapshots"
+        let hub = try ShellQuote.quote("\(deployment.inventory.hfCache(on: node))/hub/models--\(model)/snapshots")
         let ckpt = try await s.run(.shell("d=$(ls -d \(hub)/* 2>/dev/null | head -1); [ -n \"$d\" ] || exit 0; cat \"$d/config.json\" 2>/dev/null; printf '\\n\\036\\n'; cat \"$d/hf_quant_config.json\" 2>/dev/null; true"))
         let parts = ckpt.stdoutText.components(separatedBy: "\n\u{1e}\n")
         let quant = parts.count == 2 ? Audit.checkpointQuantization(configJSON: parts[0], hfQuantConfigJSON: parts[1]) : nil

@@ -135,16 +135,27 @@ public struct UpRunner: Sendable {
         }
         record("preflight", .ok, "sudo, docker, GPU, interconnect, memory", t)
 
-        // Fit: refuse a recipe whose memory budget cannot hold it, before pulling or starting anything.
+        // The checkpoint: a forced quantization must agree with it, and the recipe must fit the memory budget;
+        // both are checked before pulling or starting anything.
         t = clock.now
-        if let input = try await CheckpointProbe.read(sessions[inv.head.name]!, deployment: deployment) {
-            let fit = Fit.compute(input, tp: deployment.recipe.tensorParallelSize, engine: deployment.engine, profile: inv.profile)
+        if let ckpt = try await CheckpointProbe.read(sessions[inv.head.name]!, deployment: deployment) {
+            if case .method(let forced, _) = deployment.recipe.quantization, let found = ckpt.quantization,
+               !Audit.quantizationAgrees(forced: forced, checkpoint: found) {
+                record("fit", .failed, "quantization", t)
+                throw UpFailure(step: "checkpoint", node: inv.head.name, cause: "the recipe forces --quantization \(forced), but the checkpoint says \(found)",
+                                hint: "write `quantization: auto` in \(deployment.recipe.file): vLLM reads the method from the checkpoint", exitCode: .badInput)
+            }
+            let fit = Fit.compute(ckpt.fit, tp: deployment.recipe.tensorParallelSize, engine: deployment.engine, profile: inv.profile)
             if fit.verdict == .doesNotFit && !force {
                 record("fit", .failed, fit.verdict.rawValue, t)
                 throw UpFailure(step: "fit", node: inv.head.name, cause: fit.messages.joined(separator: "; "),
                                 hint: "sous fit --recipe \(deployment.recipe.name) --inventory \(inv.file) shows the budget; --force starts it anyway", exitCode: .checkFailed)
             }
-            record("fit", .ok, "\(fit.verdict.rawValue): \(fit.kv_tokens) KV tokens per rank", t)
+            var detail = "\(fit.verdict.rawValue): \(fit.kv_tokens) KV tokens per rank; quantization \(ckpt.quantization ?? "none") from the checkpoint"
+            if ckpt.kvCacheQuant == "FP8", !deployment.engine.kvCacheDtype.hasPrefix("fp8") {
+                detail += "; warning: the checkpoint was calibrated for an FP8 KV cache, the recipe uses \(deployment.engine.kvCacheDtype)"
+            }
+            record("fit", .ok, detail, t)
         } else {
             record("fit", .skipped, "the checkpoint is not in the HF cache on \(inv.head.name)", t)
         }
