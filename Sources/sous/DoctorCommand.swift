@@ -25,7 +25,7 @@ struct DoctorCommand: AsyncParsableCommand {
     func run() async throws {
         let d = try deployment.load()
         let inv = d.inventory
-        let key = inv.apiKeyEnv.flatMap { ProcessInfo.processInfo.environment[$0] }.flatMap { $0.isEmpty ? nil : Secret($0) }
+        let key = optionalAPIKey(inv)
         let sampling = d.recipe.sampling.map { ($0.key, $0.value.value) }
         func validate(_ url: String) async -> [CheckResult] {
             await Validator(probe: URLSessionProbe(), baseURL: url, model: d.recipe.servedModelName, key: key, sampling: sampling,

@@ -22,14 +22,19 @@ func parseDuration(_ text: String) throws -> Duration {
     return .milliseconds(Int(v * factor * 1000))
 }
 
-/// The API key from the environment variable the inventory names; never printed.
+/// The API key from the environment variable the inventory names; never printed. Missing is a usage error.
 func apiKey(_ inv: Inventory) throws -> Secret? {
     guard let name = inv.apiKeyEnv else { return nil }
-    guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+    guard let key = optionalAPIKey(inv) else {
         throw UsageError("\(name) is not set: the inventory's api_key_env names it as the API key",
                          hint: "export \(name)=\"$(openssl rand -hex 32)\" (and keep it for your clients), or set api_key_env in \(inv.file)")
     }
-    return Secret(value)
+    return key
+}
+
+/// The API key when the environment has it; nil otherwise (for commands that also work without one).
+func optionalAPIKey(_ inv: Inventory) -> Secret? {
+    inv.apiKeyEnv.flatMap { ProcessInfo.processInfo.environment[$0] }.flatMap { $0.isEmpty ? nil : Secret($0) }
 }
 
 struct UpCommand: AsyncParsableCommand {

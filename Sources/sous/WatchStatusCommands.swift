@@ -71,7 +71,7 @@ struct WatchCommand: AsyncParsableCommand {
             return
         }
         guard let onFailure else { throw UsageError("--on-failure is required (the command that recovers a node)") }
-        let key = inv.apiKeyEnv.flatMap { ProcessInfo.processInfo.environment[$0] }.flatMap { $0.isEmpty ? nil : Secret($0) }
+        let key = optionalAPIKey(inv)
         let cluster = inv.cluster
         let dog = Watchdog(probe: URLSessionProbe(), baseURL: "http://\(inv.head.host):\(inv.port)", model: model, key: key,
                            interval: .milliseconds(Int(interval * 1000)), failures: failures, probeTimeout: .milliseconds(Int(probeTimeout * 1000)),
@@ -145,9 +145,7 @@ struct StatusCommand: AsyncParsableCommand {
         let health = (try? await probe.get(base + "/health", bearer: nil, timeout: .seconds(5))).map { "\($0.status)" } ?? "no answer"
         var fingerprint: String?
         if let model {
-            let key = inv.apiKeyEnv.flatMap { ProcessInfo.processInfo.environment[$0] }.map(Secret.init)
-            let body = try JSONSerialization.data(withJSONObject: ["model": model, "max_tokens": 1, "messages": [["role": "user", "content": "ping"]]])
-            if let r = try? await probe.post(base + "/v1/chat/completions", json: body, bearer: key, timeout: .seconds(20)) {
+            if let r = try? await probe.post(base + "/v1/chat/completions", json: AgentChecks.pingRequest(model: model), bearer: optionalAPIKey(inv), timeout: .seconds(20)) {
                 fingerprint = (try? JSONSerialization.jsonObject(with: r.body) as? [String: Any])?["system_fingerprint"] as? String
             }
         }

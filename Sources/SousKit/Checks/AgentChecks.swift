@@ -47,6 +47,11 @@ public enum AgentChecks {
         ] as [String: Any],
     ] }
 
+    /// A one-token completion: the cheapest real request, for liveness and the fingerprint.
+    public static func pingRequest(model: String) -> Data {
+        try! JSONSerialization.data(withJSONObject: ["model": model, "max_tokens": 1, "messages": [["role": "user", "content": "ping"]]])
+    }
+
     /// The request of checks 2 and 3 (the seed's 4b/4c), sampling from the recipe when given.
     public static func toolCallRequest(model: String, sampling: [(String, Double)], maxTokens: Int = 1024) -> Data {
         var body: [String: Any] = ["model": model, "max_tokens": maxTokens, "tool_choice": "auto",

@@ -106,10 +106,8 @@ public struct RollRunner: Sendable {
     }
 
     func fingerprint(_ d: Deployment) async -> String? {
-        let body = try? JSONSerialization.data(withJSONObject: ["model": d.recipe.servedModelName, "max_tokens": 8,
-                                                               "messages": [["role": "user", "content": "hi"]]])
         let url = "http://\(d.inventory.head.host):\(d.inventory.port)/v1/chat/completions"
-        guard let body, let r = try? await probe.post(url, json: body, bearer: key, timeout: checkTimeout) else { return nil }
+        guard let r = try? await probe.post(url, json: AgentChecks.pingRequest(model: d.recipe.servedModelName), bearer: key, timeout: checkTimeout) else { return nil }
         return (try? JSONSerialization.jsonObject(with: r.body) as? [String: Any])?["system_fingerprint"] as? String
     }
 
@@ -155,11 +153,8 @@ public struct RollRunner: Sendable {
             }
         }
         result.finished_at = ISO8601DateFormatter().string(from: Date())
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let entry = "{\"event\":\"roll\"," + String(decoding: try encoder.encode(result), as: UTF8.self).dropFirst() + "\n"
-        _ = try await head.run(RemoteCommand(["sh", "-c", "cat >> \"$1\"", "sous-journal", NodePaths.stateDir + "/journal.jsonl"], stdin: Data(entry.utf8)))
-        Journal.appendLocal(entry)
+        // The outcome matters more than the record of it: a failed journal write does not fail the roll.
+        _ = try await Journal.append(event: "roll", result, head: head)
         return result
     }
 }

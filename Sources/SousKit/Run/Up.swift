@@ -168,7 +168,6 @@ public struct UpRunner: Sendable {
 
         // Pull in parallel; the same image ID everywhere.
         t = clock.now
-        var pulled = false
         let ids = try await each(sessions, step: "pull") { node, s -> (String, Bool) in
             let inspect = RemoteCommand(["docker", "image", "inspect", "--format", "{{.Id}}", inv.image], timeout: .seconds(30))
             var r = try await s.run(inspect)
@@ -178,7 +177,7 @@ public struct UpRunner: Sendable {
             r = try await s.run(inspect)
             return (r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines), true)
         }
-        pulled = ids.values.contains { $0.1 }
+        let pulled = ids.values.contains { $0.1 }
         let distinct = Set(ids.values.map(\.0))
         if distinct.count != 1 {
             record("pull", .failed, "image IDs differ", t)
@@ -298,14 +297,10 @@ public struct UpRunner: Sendable {
         }
     }
 
-    /// Appends one JSON line to the head's journal and the local one (a single write with O_APPEND).
+    /// Appends the result to the head's journal and the local one; a failed write on the head fails `up`.
     func journal(_ result: UpResult, head: NodeSession) async throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let entry = "{\"event\":\"up\"," + String(decoding: try encoder.encode(result), as: UTF8.self).dropFirst() + "\n"
-        let r = try await head.run(RemoteCommand(["sh", "-c", "cat >> \"$1\"", "sous-journal", NodePaths.stateDir + "/journal.jsonl"], stdin: Data(entry.utf8)))
+        let r = try await Journal.append(event: "up", result, head: head)
         if !r.ok { throw UpFailure(step: "journal", node: head.node.name, cause: r.tail(), hint: nil, exitCode: .checkFailed) }
-        Journal.appendLocal(entry)
     }
 
     /// Runs `body` on every node at once; the first failure (in inventory order) is thrown after all finish.
@@ -330,6 +325,17 @@ public enum Journal {
     public static var localPath: String {
         let base = ProcessInfo.processInfo.environment["XDG_STATE_HOME"] ?? (NSHomeDirectory() + "/.local/state")
         return base + "/sous/journal.jsonl"
+    }
+
+    /// Appends `{"event": EVENT, …value's fields}` as one line to the head's journal (a single O_APPEND write,
+    /// the line on stdin) and to the local one; returns the head's result.
+    public static func append<T: Encodable>(event: String, _ value: T, head: NodeSession) async throws -> CommandResult {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let entry = "{\"event\":\"\(event)\"," + String(decoding: try encoder.encode(value), as: UTF8.self).dropFirst() + "\n"
+        let r = try await head.run(RemoteCommand(["sh", "-c", "cat >> \"$1\"", "sous-journal", NodePaths.stateDir + "/journal.jsonl"], stdin: Data(entry.utf8)))
+        appendLocal(entry)
+        return r
     }
 
     /// Appends one line to the local journal (best effort: the head's journal is the record).

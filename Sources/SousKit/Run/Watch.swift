@@ -34,8 +34,7 @@ public struct Watchdog: Sendable {
     public func check() async -> String? {
         guard let h = try? await probe.get(baseURL + "/health", bearer: nil, timeout: probeTimeout) else { return "/health did not answer" }
         guard h.status == 200 else { return "/health \(h.status)" }
-        let body = try! JSONSerialization.data(withJSONObject: ["model": model, "max_tokens": 1, "messages": [["role": "user", "content": "ping"]]])
-        guard let c = try? await probe.post(baseURL + "/v1/chat/completions", json: body, bearer: key, timeout: probeTimeout) else {
+        guard let c = try? await probe.post(baseURL + "/v1/chat/completions", json: AgentChecks.pingRequest(model: model), bearer: key, timeout: probeTimeout) else {
             return "no completion within \(probeTimeout) (/health is 200: a wedged engine)"
         }
         return c.status == 200 ? nil : "completion HTTP \(c.status)"
