@@ -49,6 +49,8 @@ final class Connection: @unchecked Sendable {
     private var fd: Int32 = -1
     private var session: OpaquePointer?
     var sessionHandle: OpaquePointer? { session }
+    /// The host key this connection verified, as `TYPE BASE64` (a known_hosts line without the host).
+    private(set) var verifiedHostKey: String?
     private let keepaliveInterval: Int32 = 15
 
     init(target: SSHTarget) { self.target = target }
@@ -206,7 +208,7 @@ final class Connection: @unchecked Sendable {
         let check = sous_knownhost_check(kh, target.host, Int32(target.port), key, len, mask)
         switch check {
         case LIBSSH2_KNOWNHOST_CHECK_MATCH:
-            return
+            break
         case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
             throw fail(.hostKeyChanged,
                        "HOST KEY CHANGED for \(target.knownHostsName): the node now presents \(typeName) \(fingerprint), which does not match \(path). Someone may be intercepting the connection, or the node was reinstalled.",
@@ -223,6 +225,7 @@ final class Connection: @unchecked Sendable {
             let line = String(decoding: buf[0..<outLen].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             try appendKnownHost(line, path: path)
         }
+        verifiedHostKey = "\(typeName) \(Data(bytes: key, count: len).base64EncodedString())"
     }
 
     /// `SHA256:<base64>` as `ssh-keygen -l` prints it.

@@ -78,6 +78,8 @@ public final class SSHSession: NodeSession, @unchecked Sendable {
         try await perform { try $0.upload(data, to: path, mode: mode, sudo: sudo) }
     }
 
+    public var hostKey: String? { connection.verifiedHostKey }
+
     public func close() async {
         _ = try? await perform { $0.shutdown() }
     }

@@ -185,11 +185,24 @@ public enum SimDocker {
             labels[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
         }
         let entrypoint = opts.last { $0.0 == "--entrypoint" }?.1
+        if entrypoint == "hf" || entrypoint == "huggingface-cli" {
+            // The image's Hugging Face CLI, in the foreground: container paths mapped back through the binds.
+            let binds = opts.filter { $0.0 == "-v" || $0.0 == "--volume" }.map { $0.1.split(separator: ":").map(String.init) }.filter { $0.count >= 2 }
+            func host(_ p: String) -> String {
+                for b in binds where p == b[1] || p.hasPrefix(b[1] + "/") { return b[0] + p.dropFirst(b[1].count) }
+                return p
+            }
+            var e: [String: String] = [:]
+            for kv in env { let p = kv.split(separator: "=", maxSplits: 1).map(String.init); if p.count == 2 { e[p[0]] = host(p[1]) } }
+            SimHF.main(cmd.map(host), env: e)
+        }
         let id = sha256Hex("container:\(name):\(UUID().uuidString)")
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let log = dir + "/log"
         var pid: Int32 = 0
-        var processEnv = env + ["SOUS_SIM_IMAGE=\(image)", "SOUS_SIM_CONTAINER=\(name)", "PATH=/usr/local/bin:/usr/bin:/bin"]
+        let hfBind = opts.filter { $0.0 == "-v" || $0.0 == "--volume" }.map { $0.1.split(separator: ":").map(String.init) }
+            .first { $0.count >= 2 && $0[1] == "/root/.cache/huggingface" }?[0]
+        var processEnv = env + ["SOUS_SIM_IMAGE=\(image)", "SOUS_SIM_CONTAINER=\(name)", "PATH=/usr/local/bin:/usr/bin:/bin", hfBind.map { "SOUS_SIM_HF=\($0)" } ?? ""]
         processEnv = processEnv.filter { !$0.isEmpty }
         if entrypoint == "vllm" || (entrypoint == nil && cmd.first == "serve") {
             pid = (try? Local.spawn(Local.selfExecutable, cmd, argv0: "vllm", env: processEnv, output: log, detach: true)) ?? 0

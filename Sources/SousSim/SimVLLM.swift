@@ -70,6 +70,15 @@ public enum SimVLLM {
             FileHandle.standardError.write(Data("ValueError: Tensor parallel size (\(args.tensorParallelSize)) cannot be larger than the number of available GPUs (\(args.nnodes)).\n".utf8))
             die(1)
         }
+        // Offline (HF_HUB_OFFLINE=1, as sous renders it), a checkpoint missing from this node's cache is fatal.
+        if let hf = env["SOUS_SIM_HF"] {
+            let snapshots = "\(hf)/hub/models--\(args.model.replacingOccurrences(of: "/", with: "--"))/snapshots"
+            let found = ((try? FileManager.default.contentsOfDirectory(atPath: snapshots)) ?? []).contains { FileManager.default.fileExists(atPath: "\(snapshots)/\($0)/config.json") }
+            if !found {
+                FileHandle.standardError.write(Data("OSError: We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the cached files.\nCheck your internet connection or see how to run the library in offline mode at 'https://huggingface.co/docs/transformers/installation#offline-mode'.\n".utf8))
+                die(1)
+            }
+        }
         var load = SimPaths.setting("load_seconds", default: 2)
         if faults.contains(.slowLoad) { load *= 10 }
 

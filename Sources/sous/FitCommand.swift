@@ -28,19 +28,15 @@ struct FitCommand: AsyncParsableCommand {
 
     func run() async throws {
         let d = try deployment.load()
-        let input: FitInput
+        let ckpt: CheckpointStatus
         if let checkpoint {
-            guard let config = try? String(contentsOfFile: checkpoint + "/config.json", encoding: .utf8),
-                  let index = try? String(contentsOfFile: checkpoint + "/model.safetensors.index.json", encoding: .utf8) else {
-                throw UsageError("\(checkpoint) needs config.json and model.safetensors.index.json")
-            }
-            input = try FitInput(configJSON: config, indexJSON: index, totalMemory: (d.inventory.profile?.memoryGiB ?? 128) * 1024 * 1024 * 1024)
+            ckpt = try Checkpoint.local(checkpoint, memTotal: (d.inventory.profile?.memoryGiB ?? 128) * 1024 * 1024 * 1024)
         } else {
-            guard let found = try await ssh.transport(for: d.inventory).with(d.inventory.head, { try await CheckpointProbe.read($0, deployment: d)?.fit }) else {
-                throw UsageError("the checkpoint \(d.recipe.model) is not in the HF cache on \(d.inventory.head.name)",
-                                 hint: "download it there, or pass --checkpoint DIR with its config.json and model.safetensors.index.json")
-            }
-            input = found
+            ckpt = try await ssh.transport(for: d.inventory).with(d.inventory.head) { try await Checkpoint.read($0, repo: HFRepo(d, node: d.inventory.head)) }
+        }
+        guard let input = ckpt.fit else {
+            throw UsageError("the checkpoint \(d.recipe.model) on \(checkpoint ?? d.inventory.head.name) has no config.json and model.safetensors.index.json" + (ckpt.problems.isEmpty ? "" : " (\(ckpt.problems.joined(separator: "; ")))"),
+                             hint: checkpoint == nil ? "sous model --recipe \(d.recipe.file) --inventory \(d.inventory.file) --fetch, or pass --checkpoint DIR" : nil)
         }
         let r = Fit.compute(input, tp: d.recipe.tensorParallelSize, engine: d.engine, profile: d.inventory.profile)
         var report = r

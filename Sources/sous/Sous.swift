@@ -25,7 +25,7 @@ struct Sous: AsyncParsableCommand {
         Exit codes: 0 ok · 1 a check failed or drift · 2 bad input or usage (nothing touched) · 3 a node could not be reached.
         """,
         version: version,
-        subcommands: [UpCommand.self, RollCommand.self, RollbackCommand.self, HistoryCommand.self, AuditCommand.self, HardenCommand.self, ClientCommand.self, RotateKeyCommand.self, WatchCommand.self, StatusCommand.self, DoctorCommand.self, FitCommand.self, InitCommand.self, CheckLinkCommand.self, ValidateCommand.self, RenderCommand.self, PlanCommand.self, ExecCommand.self, SimCommand.self, RecipesCommand.self, ParsersCommand.self]
+        subcommands: [UpCommand.self, RollCommand.self, RollbackCommand.self, HistoryCommand.self, AuditCommand.self, HardenCommand.self, ClientCommand.self, RotateKeyCommand.self, WatchCommand.self, StatusCommand.self, DoctorCommand.self, FitCommand.self, InitCommand.self, CheckLinkCommand.self, ModelCommand.self, ValidateCommand.self, RenderCommand.self, PlanCommand.self, ExecCommand.self, SimCommand.self, RecipesCommand.self, ParsersCommand.self]
     )
 
     static func main() async {
@@ -38,6 +38,7 @@ struct Sous: AsyncParsableCommand {
         case "vllm": SimVLLM.main(rest)
         case "systemctl": SimSystemctl.main(rest)
         case "ibdev2netdev": SimIbdev2netdev.main(rest)
+        case "hf", "huggingface-cli": SimHF.main(rest)
         default: break
         }
         do {

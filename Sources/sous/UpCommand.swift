@@ -3,14 +3,51 @@ import Foundation
 import SousKit
 import SSH
 
-/// Progress lines: one per step, with its time.
+/// Progress lines: one per step, with its time; transfers as a line rewritten in place on a terminal, or a
+/// line every few seconds per node otherwise.
 struct LineReporter: Reporter {
     var toStderr: Bool
+    let transfers = TransferPrinter()
+
+    var handle: FileHandle { toStderr ? FileHandle.standardError : FileHandle.standardOutput }
+
     func step(_ name: String, _ status: StepStatus, _ detail: String, elapsed: Duration) {
+        transfers.finishLine(handle)
         let mark = ["ok": "ok     ", "changed": "changed", "failed": "FAILED ", "skipped": "skipped"][status.rawValue]!
         let line = "\(mark) \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(String(format: "%6.2f s", elapsed.seconds))  \(detail)\n"
-        (toStderr ? FileHandle.standardError : FileHandle.standardOutput).write(Data(line.utf8))
+        handle.write(Data(line.utf8))
     }
+
+    func progress(_ p: TransferProgress) { transfers.show(p, handle) }
+}
+
+final class TransferPrinter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: [String: ContinuousClock.Instant] = [:]
+    private var open = false
+
+    func show(_ p: TransferProgress, _ h: FileHandle) {
+        lock.lock(); defer { lock.unlock() }
+        if isatty(h.fileDescriptor) != 0 {
+            h.write(Data(("\r\u{1b}[K        " + p.line).utf8))
+            open = true
+            return
+        }
+        let now = ContinuousClock.now
+        if let t = last[p.node + p.phase], now - t < .seconds(5), p.done != p.total { return }
+        last[p.node + p.phase] = now
+        h.write(Data(("        " + p.line + "\n").utf8))
+    }
+
+    func finishLine(_ h: FileHandle) {
+        lock.lock(); defer { lock.unlock() }
+        if open { h.write(Data("\r\u{1b}[K".utf8)); open = false }
+    }
+}
+
+/// The Hugging Face token from the environment variable the inventory names (hf_token_env, default HF_TOKEN).
+func hfToken(_ inv: Inventory) -> Secret? {
+    ProcessInfo.processInfo.environment[inv.hfTokenEnv].flatMap { $0.isEmpty ? nil : Secret($0) }
 }
 
 /// Parses 90, 90s, 30m, 1h.
@@ -43,7 +80,7 @@ struct UpCommand: AsyncParsableCommand {
         abstract: "Bring the cluster up and verify it: preflight, pull, env files, workers then head, then wait and check like an agent.",
         discussion: """
         Every step first checks whether it is already done: `up` on a healthy cluster restarts nothing and
-        verifies. It ends with a system_fingerprint that shows tp<N> (vLLM ≥ 0.21) and the seed's four agent
+        verifies. A node without the recipe's checkpoint gets it first (see `sous model`), unless --no-fetch. It ends with a system_fingerprint that shows tp<N> (vLLM ≥ 0.21) and the seed's four agent
         checks, or stops with the step, the node, the cause and that node's container log.
         The API key is read from the environment variable the inventory names (api_key_env, default VLLM_API_KEY);
         it reaches the head only inside a 0600 env file. The result is appended to /var/lib/sous/journal.jsonl on
@@ -68,6 +105,9 @@ struct UpCommand: AsyncParsableCommand {
     @Flag(help: "Start even when `sous fit` says the recipe does not fit.")
     var force = false
 
+    @Flag(help: "Stop when a node lacks the checkpoint instead of downloading and copying it.")
+    var noFetch = false
+
     @Flag(help: "Print the result as JSON (progress goes to stderr).")
     var json = false
 
@@ -84,6 +124,8 @@ struct UpCommand: AsyncParsableCommand {
                               reporter: LineReporter(toStderr: json), engineTimeout: try parseDuration(timeout),
                               checkTimeout: .milliseconds(Int(checkTimeout * 1000)))
         runner.force = force
+        runner.fetch = !noFetch
+        runner.hfToken = hfToken(d.inventory)
         let result = try await runner.run()
         if json {
             print(encodeJSON(result), terminator: "")

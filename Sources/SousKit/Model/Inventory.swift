@@ -45,6 +45,8 @@ public struct Inventory: Sendable {
     public var port: Int
     /// Name of the local environment variable holding the API key; nil disables auth.
     public var apiKeyEnv: String?
+    /// Name of the local environment variable holding a Hugging Face token, for gated models.
+    public var hfTokenEnv: String
     public var launcher: Launcher
     public var hardware: String?
     public var interface: String
@@ -72,7 +74,7 @@ public struct Inventory: Sendable {
 
 /// Reads inventories: sous's own format, or an Ansible YAML inventory.
 public enum InventoryReader {
-    static let settingKeys = ["cluster", "image", "vllm_version", "port", "api_key_env", "launcher", "hardware",
+    static let settingKeys = ["cluster", "image", "vllm_version", "port", "api_key_env", "hf_token_env", "launcher", "hardware",
                               "interconnect", "hf_cache", "known_hosts", "shm_size"]
     static let nodeKeys = ["name", "host", "port", "user", "identity_file", "interconnect_ip", "role"]
     static let interconnectKeys = ["interface", "master_port", "nccl_ib_hca"]
@@ -236,6 +238,13 @@ public enum InventoryReader {
                 apiKeyEnv = v
             }
         }
+        var hfTokenEnv = "HF_TOKEN"
+        if let v = map["hf_token_env"]?.string() {
+            if v.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) == nil {
+                sink.error(map["hf_token_env"]?.node, "hf_token_env", "must name an environment variable (the token itself never goes in a file sous reads)")
+            }
+            hfTokenEnv = v
+        }
         var launcher = Launcher.mp
         if let l = map["launcher"]?.string() {
             if let parsed = Launcher(rawValue: l) { launcher = parsed } else {
@@ -293,7 +302,7 @@ public enum InventoryReader {
 
         guard !sink.hasErrors, let cluster, let image, let interface else { throw ConfigErrors(sink.issues) }
         let inv = Inventory(file: file, cluster: cluster, image: image, vllmVersion: version, port: port, apiKeyEnv: apiKeyEnv,
-                            launcher: launcher, hardware: hardware, interface: interface, masterPort: masterPort, ncclIbHca: hca,
+                            hfTokenEnv: hfTokenEnv, launcher: launcher, hardware: hardware, interface: interface, masterPort: masterPort, ncclIbHca: hca,
                             hfCache: hfCache, knownHosts: knownHosts, shmSize: shm, nodes: nodes)
         return (inv, sink.issues)
     }

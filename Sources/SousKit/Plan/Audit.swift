@@ -82,7 +82,7 @@ public enum Audit {
         for (flag, value) in have.flags where wantMap.index(forKey: flag) == nil {
             if flag == "quantization" {
                 let q = value ?? ""
-                if let ckpt = r.checkpointQuantization, !quantizationAgrees(forced: q, checkpoint: ckpt) {
+                if let ckpt = r.checkpointQuantization, !Checkpoint.quantizationAgrees(forced: q, checkpoint: ckpt) {
                     drift("--quantization \(q) is forced, but the checkpoint says \(ckpt)")
                 } else {
                     drift("--quantization \(q) is forced; the recipe lets vLLM read it from the checkpoint" + (r.checkpointQuantization.map { " (\($0))" } ?? ""))
@@ -117,25 +117,5 @@ public enum Audit {
         guard let x = try? JSONSerialization.jsonObject(with: Data(a.utf8)) as? NSDictionary,
               let y = try? JSONSerialization.jsonObject(with: Data(b.utf8)) as? NSDictionary else { return a == b }
         return x == y
-    }
-
-    /// vLLM's names for what a checkpoint declares: ModelOpt FP8 → modelopt, NVFP4 → modelopt_fp4.
-    static func quantizationAgrees(forced: String, checkpoint: String) -> Bool {
-        let c = checkpoint.lowercased()
-        let normalized = ["nvfp4": "modelopt_fp4", "fp8_modelopt": "modelopt", "compressed_tensors": "compressed-tensors"][c] ?? c
-        return forced == normalized || forced == c || (forced.hasSuffix("_marlin") && normalized == String(forced.dropLast(7)))
-    }
-
-    /// Reads the checkpoint's own quantization from config.json / hf_quant_config.json text.
-    public static func checkpointQuantization(configJSON: String?, hfQuantConfigJSON: String?) -> String? {
-        if let c = configJSON.flatMap({ try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }) {
-            if let q = (c["quantization_config"] as? [String: Any])?["quant_method"] as? String { return q }
-            if c["compression_config"] != nil { return "compressed-tensors" }
-        }
-        if let h = hfQuantConfigJSON.flatMap({ try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }),
-           let algo = (h["quantization"] as? [String: Any])?["quant_algo"] as? String {
-            return algo == "NVFP4" ? "modelopt_fp4" : algo.hasPrefix("FP8") ? "modelopt" : algo.lowercased()
-        }
-        return nil
     }
 }

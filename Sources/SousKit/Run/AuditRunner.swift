@@ -47,11 +47,7 @@ public struct AuditRunner: Sendable {
             let p = e.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(p[0]), p.count > 1 ? String(p[1]) : "")
         }
-        let model = deployment.recipe.model.replacingOccurrences(of: "/", with: "--")
-        let hub = try ShellQuote.quote("\(deployment.inventory.hfCache(on: node))/hub/models--\(model)/snapshots")
-        let ckpt = try await s.run(.shell("d=$(ls -d \(hub)/* 2>/dev/null | head -1); [ -n \"$d\" ] || exit 0; cat \"$d/config.json\" 2>/dev/null; printf '\\n\\036\\n'; cat \"$d/hf_quant_config.json\" 2>/dev/null; true"))
-        let parts = ckpt.stdoutText.components(separatedBy: "\n\u{1e}\n")
-        let quant = parts.count == 2 ? Audit.checkpointQuantization(configJSON: parts[0], hfQuantConfigJSON: parts[1]) : nil
+        let quant = try await Checkpoint.read(s, repo: HFRepo(deployment, node: node)).quantization?.method
         return RunningNode(node: node, running: (obj["State"] as? [String: Any])?["Running"] as? Bool ?? false,
                            imageRef: config["Image"] as? String ?? "", imageID: obj["Image"] as? String ?? "",
                            args: obj["Args"] as? [String] ?? [], env: env, checkpointQuantization: quant)

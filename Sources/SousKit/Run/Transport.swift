@@ -73,6 +73,12 @@ public protocol NodeSession: Sendable {
     /// Writes `data` to `path` with `mode`, atomically: a temporary name in the same directory, then a rename.
     func upload(_ data: Data, to path: String, mode: Int, sudo: Bool) async throws
     func close() async
+    /// The host key sous verified for this node (`TYPE BASE64`), so a node can be told to trust it.
+    var hostKey: String? { get }
+}
+
+extension NodeSession {
+    public var hostKey: String? { nil }
 }
 
 /// Opens sessions to nodes. The libssh2 implementation lives in the SSH module; tests of orchestration

@@ -3,6 +3,12 @@ import Foundation
 /// Progress of a long operation, one line per step.
 public protocol Reporter: Sendable {
     func step(_ name: String, _ status: StepStatus, _ detail: String, elapsed: Duration)
+    /// Bytes moved so far by a download or copy.
+    func progress(_ p: TransferProgress)
+}
+
+extension Reporter {
+    public func progress(_ p: TransferProgress) {}
 }
 
 public enum StepStatus: String, Sendable, Encodable {
@@ -25,6 +31,14 @@ public struct UpFailure: SousFailure {
     public var logTail: String?
     public var hint: String?
     public var exitCode: ExitStatus
+    public init(step: String, node: String?, cause: String, logTail: String? = nil, hint: String?, exitCode: ExitStatus) {
+        self.step = step
+        self.node = node
+        self.cause = cause
+        self.logTail = logTail
+        self.hint = hint
+        self.exitCode = exitCode
+    }
     public var message: String {
         var m = "\(step) failed" + (node.map { " on \($0)" } ?? "") + ": \(cause)"
         if let logTail, !logTail.isEmpty { m += "\n--- last lines of \(node ?? "the") container log ---\n\(logTail)" }
@@ -65,6 +79,10 @@ public struct UpRunner: Sendable {
     public var checkTimeout: Duration
     /// Start a recipe that `fit` says does not fit.
     public var force = false
+    /// Download and copy the checkpoint when a node lacks it (else stop and say so).
+    public var fetch = true
+    /// For gated models: reaches the head only as a 0600 file.
+    public var hfToken: Secret?
 
     public init(deployment: Deployment, transport: Transport, probe: HTTPProbe, key: Secret?, reporter: Reporter,
                 engineTimeout: Duration = .seconds(1800), pollInterval: Duration = .milliseconds(250), checkTimeout: Duration = .seconds(120)) {
@@ -135,29 +153,36 @@ public struct UpRunner: Sendable {
         }
         record("preflight", .ok, "sudo, docker, GPU, interconnect, memory", t)
 
-        // The checkpoint: a forced quantization must agree with it, and the recipe must fit the memory budget;
-        // both are checked before pulling or starting anything.
+        // The checkpoint: present and complete on every node (downloaded once, copied over the interconnect),
+        // a forced quantization that agrees with it, and a recipe that fits the memory budget; all before
+        // pulling or starting anything.
         t = clock.now
-        if let ckpt = try await CheckpointProbe.read(sessions[inv.head.name]!, deployment: deployment) {
-            if case .method(let forced, _) = deployment.recipe.quantization, let found = ckpt.quantization,
-               !Audit.quantizationAgrees(forced: forced, checkpoint: found) {
-                record("fit", .failed, "quantization", t)
-                throw UpFailure(step: "checkpoint", node: inv.head.name, cause: "the recipe forces --quantization \(forced), but the checkpoint says \(found)",
-                                hint: "write `quantization: auto` in \(deployment.recipe.file): vLLM reads the method from the checkpoint", exitCode: .badInput)
-            }
-            let fit = Fit.compute(ckpt.fit, tp: deployment.recipe.tensorParallelSize, engine: deployment.engine, profile: inv.profile)
+        let sync = ModelSync(deployment: deployment, hfToken: hfToken, onProgress: { [reporter] in reporter.progress($0) })
+        let models = try await sync.ensure(sessions, fetch: fetch)
+        if let problem = sync.inconsistency(models) { record("model", .failed, problem.cause, t); throw problem }
+        let actions = models.compactMap { r in r.action.map { "\(r.node) \($0)" } }
+        let ckpt = models.first { $0.node == inv.head.name }!.status
+        record("model", actions.isEmpty ? .ok : .changed,
+               "\(deployment.recipe.model)@\(ckpt.revision?.prefix(12) ?? "?") \(Bytes.text(ckpt.bytes)) on \(models.count) nodes" + (actions.isEmpty ? "" : "; " + actions.joined(separator: "; ")), t)
+        t = clock.now
+        if case .method(let forced, _) = deployment.recipe.quantization, let found = ckpt.quantization,
+           !Checkpoint.quantizationAgrees(forced: forced, checkpoint: found.method) {
+            record("fit", .failed, "quantization", t)
+            throw UpFailure(step: "checkpoint", node: inv.head.name, cause: "the recipe forces --quantization \(forced), but the checkpoint says \(found.method) (\(found.source))",
+                            hint: "write `quantization: auto` in \(deployment.recipe.file): vLLM reads the method from the checkpoint", exitCode: .badInput)
+        }
+        if let input = ckpt.fit {
+            let fit = Fit.compute(input, tp: deployment.recipe.tensorParallelSize, engine: deployment.engine, profile: inv.profile)
             if fit.verdict == .doesNotFit && !force {
                 record("fit", .failed, fit.verdict.rawValue, t)
                 throw UpFailure(step: "fit", node: inv.head.name, cause: fit.messages.joined(separator: "; "),
                                 hint: "sous fit --recipe \(deployment.recipe.name) --inventory \(inv.file) shows the budget; --force starts it anyway", exitCode: .checkFailed)
             }
-            var detail = "\(fit.verdict.rawValue): \(fit.kv_tokens) KV tokens per rank; quantization \(ckpt.quantization ?? "none") from the checkpoint"
-            if ckpt.kvCacheQuant == "FP8", !deployment.engine.kvCacheDtype.hasPrefix("fp8") {
-                detail += "; warning: the checkpoint was calibrated for an FP8 KV cache, the recipe uses \(deployment.engine.kvCacheDtype)"
-            }
+            var detail = "\(fit.verdict.rawValue): \(fit.kv_tokens) KV tokens per rank; quantization \(ckpt.quantization?.method ?? "none") from the checkpoint"
+            if let w = Checkpoint.kvCacheWarning(ckpt.quantization, recipeKVDtype: deployment.engine.kvCacheDtype) { detail += "; warning: \(w)" }
             record("fit", .ok, detail, t)
         } else {
-            record("fit", .skipped, "the checkpoint is not in the HF cache on \(inv.head.name)", t)
+            record("fit", .skipped, "the checkpoint has no model.safetensors.index.json to size it", t)
         }
 
         // Harden: sshd at OOMScoreAdjust -1000, earlyoom avoiding it.

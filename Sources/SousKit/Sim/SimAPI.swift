@@ -16,6 +16,10 @@ public enum SimFault: String, Sendable, CaseIterable {
     case sshdDown = "sshd-down"
     /// The interconnect MTU drops to 1500 (as after a firmware capsule reboot).
     case mtu1500 = "mtu-1500"
+    /// The node refuses the other nodes' SSH key (no node-to-node login, so no rsync between them).
+    case noNodeSSH = "no-node-ssh"
+    /// The node has no Hugging Face CLI on the host (only the one inside the image).
+    case noHostHF = "no-host-hf"
 }
 
 /// The OpenAI-compatible behaviour of the simulated vLLM head, as a pure function of the request.

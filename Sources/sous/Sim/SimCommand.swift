@@ -38,6 +38,10 @@ struct SimLayout {
     func address(_ i: Int) -> String { "10.213.0.\(10 + i)" }
     func nodeDir(_ name: String) -> String { "\(dir)/nodes/\(name)" }
     var clientKey: String { "\(dir)/id_ed25519" }
+    var hub: String { "\(dir)/hub" }
+    /// The nodes' own key (the login user's ~/.ssh/id_ed25519; the simulated nodes share /home), for node-to-node SSH.
+    static let nodeKey = "/home/sous/.ssh/id_ed25519"
+    func authorized(_ name: String) -> String { "\(nodeDir(name))/authorized/\(SimLayout.user)" }
     var knownHosts: String { "\(dir)/known_hosts" }
     var stateFile: String { "\(dir)/state.json" }
     static let interface = "enp1s0f1np1"
@@ -74,6 +78,12 @@ struct SimUp: ParsableCommand {
     @Option(help: "Seconds a simulated image pull takes.")
     var pullSeconds: Double = 0.5
 
+    @Option(help: "Size of each safetensors shard in the simulated hub's checkpoints, in bytes.")
+    var shardBytes = 1 << 20
+
+    @Option(help: "Bytes per second of a simulated download from the hub.")
+    var downloadRate = 400_000_000
+
     func run() throws {
         try options.requireRoot()
         guard (1...8).contains(nodes) else { throw UsageError("--nodes must be 1…8") }
@@ -91,11 +101,18 @@ struct SimUp: ParsableCommand {
         try "\(SimLayout.user) ALL=(ALL) NOPASSWD:ALL\n".write(toFile: "/etc/sudoers.d/sous-sim", atomically: true, encoding: .utf8)
         try Local.sh("chmod 0440 /etc/sudoers.d/sous-sim && mkdir -p /run/sshd && chmod 0755 /run/sshd && mkdir -p \(SimLayout.hfCache) && chown -R \(SimLayout.user): /home/\(SimLayout.user)/.cache")
         if !fm.fileExists(atPath: l.clientKey) { try Local.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "sous-sim", "-f", l.clientKey]) }
-        try fm.createDirectory(atPath: l.dir + "/authorized", withIntermediateDirectories: true)
-        try? fm.removeItem(atPath: l.dir + "/authorized/\(SimLayout.user)")
-        try fm.copyItem(atPath: l.clientKey + ".pub", toPath: l.dir + "/authorized/\(SimLayout.user)")
-        // sshd reads authorized keys as the login user: the directory must be traversable by it.
-        try Local.sh("chmod 0755 '\(l.dir)' '\(l.dir)/authorized' && chmod 0644 '\(l.dir)/authorized/\(SimLayout.user)'")
+        if !fm.fileExists(atPath: SimLayout.nodeKey) {
+            try Local.sh("install -d -m 0700 -o \(SimLayout.user) -g \(SimLayout.user) /home/\(SimLayout.user)/.ssh")
+            try Local.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "sous-sim-node", "-f", SimLayout.nodeKey])
+            try Local.sh("chown \(SimLayout.user): \(SimLayout.nodeKey) \(SimLayout.nodeKey).pub")
+        }
+        try Local.sh("chmod 0755 '\(l.dir)'")
+        // The stand-in hub, and the one token that opens its gated repositories.
+        for repo in SimHub.repos where !fm.fileExists(atPath: "\(l.hub)/\(repo.model)/.sim-repo.json") {
+            try SimHub.write(repo, to: l.hub, shardBytes: shardBytes)
+        }
+        if !fm.fileExists(atPath: l.hub + "/.tokens") { try "hf_sim_\(sha256Hex(UUID().uuidString).prefix(24))\n".write(toFile: l.hub + "/.tokens", atomically: true, encoding: .utf8) }
+        try Local.sh("chmod -R a+rX '\(l.hub)'")
 
         var known = "", state: [[String: Any]] = []
         var nodeLines: [String] = []
@@ -103,15 +120,19 @@ struct SimUp: ParsableCommand {
             let name = l.nodeName(i), ns = l.namespace(name), nd = l.nodeDir(name), addr = l.address(i)
             // A fresh node every time: no images, containers, env files or faults from an earlier run.
             for old in ["var-lib", "etc-systemd-system", "etc-default", "hf-cache"] { try? fm.removeItem(atPath: "\(nd)/\(old)") }
-            for sub in ["etc-systemd-system", "etc-default", "var-lib/sous-sim/faults", "var-lib/sous-sim/docker/containers", "usr-local-bin", "hf-cache", "var-lib-dpkg", "var-lib-apt"] {
+            for sub in ["etc-systemd-system", "etc-default", "var-lib/sous-sim/faults", "var-lib/sous-sim/docker/containers", "usr-local-bin", "hf-cache", "var-lib-dpkg", "var-lib-apt", "authorized"] {
                 try fm.createDirectory(atPath: "\(nd)/\(sub)", withIntermediateDirectories: true)
             }
             // The modelled tools: links to a copy of this binary, told apart by their name.
             let tools = "\(nd)/usr-local-bin/sous-sim-tools"
             try? fm.removeItem(atPath: tools)
             try fm.copyItem(atPath: Local.selfExecutable, toPath: tools)
-            for t in ["docker", "nvidia-smi", "systemctl", "ibdev2netdev"] { try? fm.removeItem(atPath: "\(nd)/usr-local-bin/\(t)"); try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools") }
-            let config = ["load_seconds": loadSeconds, "pull_seconds": pullSeconds, "node": name, "sshd_pid_file": "\(nd)/sshd.pid"] as [String: Any]
+            for t in ["docker", "nvidia-smi", "systemctl", "ibdev2netdev", "hf", "huggingface-cli"] { try? fm.removeItem(atPath: "\(nd)/usr-local-bin/\(t)"); try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools") }
+            let config = ["load_seconds": loadSeconds, "pull_seconds": pullSeconds, "node": name, "sshd_pid_file": "\(nd)/sshd.pid",
+                          "hub": l.hub, "download_bytes_per_second": downloadRate] as [String: Any]
+            // sshd reads authorized keys as the login user: the directory must be traversable by it.
+            try SimFaultCommand.writeAuthorized(l, name, nodeSSH: true)
+            try Local.sh("chmod 0755 '\(nd)' '\(nd)/authorized'")
             try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: "\(nd)/var-lib/sous-sim/config.json"))
             try Local.sh("chown -R \(SimLayout.user): \(nd)/var-lib/sous-sim \(nd)/hf-cache")
             let peers = (1...nodes).map { "\(l.address($0)) \(l.nodeName($0))" }.joined(separator: "\n")
@@ -121,7 +142,7 @@ struct SimUp: ParsableCommand {
                 .write(toFile: "\(nd)/meminfo", atomically: true, encoding: .utf8)
             let hostKey = "\(nd)/ssh_host_ed25519_key"
             if !fm.fileExists(atPath: hostKey) { try Local.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]) }
-            try SSHDConfig.render(listen: addr, hostKey: hostKey, pidFile: "\(nd)/sshd.pid", authorizedKeysDir: "\(l.dir)/authorized")
+            try SSHDConfig.render(listen: addr, hostKey: hostKey, pidFile: "\(nd)/sshd.pid", authorizedKeysDir: "\(nd)/authorized")
                 .write(toFile: "\(nd)/sshd_config", atomically: true, encoding: .utf8)
 
             try Local.sh("ip netns add \(ns) && ip link add \(l.veth(i)) type veth peer name \(SimLayout.interface) netns \(ns)"
@@ -264,9 +285,25 @@ struct SimFaultCommand: ParsableCommand {
                 .filter { ((try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("sshd") }
             for pid in pids { kill(pid, SIGKILL) }
         }
+        if fault == .noNodeSSH { try Self.writeAuthorized(l, node, nodeSSH: off) }
+        if fault == .noHostHF {
+            for t in ["hf", "huggingface-cli"] {
+                let link = "\(nd)/usr-local-bin/\(t)"
+                try? FileManager.default.removeItem(atPath: link)
+                if off { try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "/usr/local/bin/sous-sim-tools") }
+            }
+        }
         if fault == .mtu1500 {
             try Local.sh("ip -n \(l.namespace(node)) link set \(SimLayout.interface) mtu \(off ? 9000 : 1500)")
         }
         print("\(node): \(fault.rawValue) \(off ? "off" : "on")")
+    }
+
+    /// The node's authorized keys: the client's key, and (unless refused) the nodes' own key.
+    static func writeAuthorized(_ l: SimLayout, _ node: String, nodeSSH: Bool) throws {
+        var text = try String(contentsOfFile: l.clientKey + ".pub", encoding: .utf8)
+        if nodeSSH { text += try String(contentsOfFile: SimLayout.nodeKey + ".pub", encoding: .utf8) }
+        try text.write(toFile: l.authorized(node), atomically: true, encoding: .utf8)
+        try Local.sh("chmod 0644 '\(l.authorized(node))'")
     }
 }

@@ -1,0 +1,326 @@
+import Foundation
+
+/// One progress report of a transfer to one node.
+public struct TransferProgress: Sendable {
+    public var node: String
+    /// `download (hf on the host)`, `copy from spark-1 (rsync)`…
+    public var phase: String
+    public var done: Int
+    public var total: Int?
+    /// Bytes per second since the transfer started (what this run moved, not what was already there).
+    public var rate: Double
+
+    public var line: String {
+        var s = "\(node) \(phase): \(Bytes.text(done))"
+        if let total, total > 0 {
+            s += " / \(Bytes.text(total))"
+            if rate > 0, total > done { s += ", \(Bytes.text(Int(rate)))/s, \(Bytes.duration(Double(total - done) / rate)) left" }
+        } else if rate > 0 {
+            s += ", \(Bytes.text(Int(rate)))/s"
+        }
+        return s
+    }
+}
+
+public enum Bytes {
+    public static func text(_ b: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(b), i = 0
+        while v >= 1024, i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(b) B" : String(format: "%.1f %@", v, units[i])
+    }
+
+    public static func duration(_ s: Double) -> String {
+        let t = Int(s.rounded(.up))
+        return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t % 3600 / 60))m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
+    }
+}
+
+/// What happened to the checkpoint on one node.
+public struct ModelNodeResult: Sendable, Encodable {
+    public var node: String
+    public var before: CheckpointStatus.State
+    /// nil when the node already held it; else what sous did.
+    public var action: String?
+    public var status: CheckpointStatus
+}
+
+/// Makes the recipe's checkpoint present, complete and identical on every node: downloaded once (on the head,
+/// with the Hugging Face CLI on the host or inside the pinned image), then copied node to node over the
+/// interconnect with rsync, each step's progress reported, and every node's files checked afterwards.
+public struct ModelSync: Sendable {
+    public var deployment: Deployment
+    /// The token for gated models; it reaches the node only as a 0600 file the download reads through HF_TOKEN_PATH.
+    public var hfToken: Secret?
+    public var onProgress: @Sendable (TransferProgress) -> Void
+    public var pollInterval: Duration
+
+    public init(deployment: Deployment, hfToken: Secret?, pollInterval: Duration = .milliseconds(500),
+                onProgress: @escaping @Sendable (TransferProgress) -> Void = { _ in }) {
+        self.deployment = deployment
+        self.hfToken = hfToken
+        self.pollInterval = pollInterval
+        self.onProgress = onProgress
+    }
+
+    var inv: Inventory { deployment.inventory }
+    var model: String { deployment.recipe.model }
+
+    func fail(_ node: String?, _ cause: String, hint: String? = nil, _ code: ExitStatus = .checkFailed) -> UpFailure {
+        UpFailure(step: "model", node: node, cause: cause, hint: hint, exitCode: code)
+    }
+
+    public func status(_ s: NodeSession) async throws -> CheckpointStatus {
+        try await Checkpoint.read(s, repo: HFRepo(deployment, node: s.node))
+    }
+
+    public func statuses(_ sessions: [String: NodeSession]) async throws -> [String: CheckpointStatus] {
+        var out: [String: CheckpointStatus] = [:]
+        for o in await fanOut(inv.nodes, { try await status(sessions[$0.name]!) }) { out[o.node.name] = try o.result.get() }
+        return out
+    }
+
+    static func same(_ a: CheckpointStatus, _ b: CheckpointStatus) -> Bool {
+        a.state == .present && b.state == .present && a.revision == b.revision && a.files == b.files
+    }
+
+    /// Why the nodes do not hold the same complete checkpoint, or nil when they do.
+    public func inconsistency(_ results: [ModelNodeResult]) -> UpFailure? {
+        let head = results.first { $0.node == inv.head.name }!.status
+        let source = head.state == .present ? head : results.first { $0.status.state == .present }?.status
+        guard let bad = results.first(where: { r in source.map { !Self.same(r.status, $0) } ?? true }) else { return nil }
+        let st = bad.status
+        let why = st.state == .present ? "differs from the other nodes' copy (revision \(st.revision.map { String($0.prefix(12)) } ?? "?"))"
+            : "is \(st.state.rawValue): \(st.problems.joined(separator: "; "))"
+        return fail(bad.node, "\(model) \(why)", hint: "sous model --recipe \(deployment.recipe.file) --inventory \(inv.file) --fetch")
+    }
+
+    /// Every node's status; with `fetch`, first makes the checkpoint present everywhere.
+    public func ensure(_ sessions: [String: NodeSession], fetch: Bool) async throws -> [ModelNodeResult] {
+        let before = try await statuses(sessions)
+        let head = inv.head.name
+        let source = before[head]!.state == .present ? head : inv.nodes.first { before[$0.name]!.state == .present }?.name
+        if !fetch || inv.nodes.allSatisfy({ n in source.map { Self.same(before[n.name]!, before[$0]!) } ?? false }) {
+            return inv.nodes.map { ModelNodeResult(node: $0.name, before: before[$0.name]!.state, action: nil, status: before[$0.name]!) }
+        }
+        var actions: [String: String] = [:]
+        let src = source ?? head
+        if source == nil {
+            actions[head] = try await download(sessions[head]!, status: before[head]!)
+        }
+        let srcStatus = source == nil ? try await status(sessions[src]!) : before[src]!
+        guard srcStatus.state == .present else {
+            throw fail(src, "the download finished but the checkpoint is \(srcStatus.state.rawValue): \(srcStatus.problems.joined(separator: "; "))")
+        }
+        let targets = inv.nodes.filter { $0.name != src && !Self.same(before[$0.name]!, srcStatus) }
+        if !targets.isEmpty {
+            try await trust(targets, on: sessions[src]!, sessions: sessions)
+            let copies = await fanOut(targets) { n in
+                try await copy(from: sessions[src]!, to: sessions[n.name]!, source: srcStatus, before: before[n.name]!)
+            }
+            for c in copies { actions[c.node.name] = try c.result.get() }
+        }
+        var results: [ModelNodeResult] = []
+        let after = try await statuses(sessions)
+        for n in inv.nodes {
+            let st = after[n.name]!
+            if !Self.same(st, srcStatus) {
+                throw fail(n.name, "after the transfer the checkpoint is \(st.state.rawValue)" + (st.problems.isEmpty ? " and differs from \(src)'s" : ": \(st.problems.joined(separator: "; "))"))
+            }
+            results.append(ModelNodeResult(node: n.name, before: before[n.name]!.state, action: actions[n.name], status: st))
+        }
+        return results
+    }
+
+    // MARK: download
+
+    /// Files a check proved broken (truncated, unreadable header) are removed with their blobs first: the HF CLI
+    /// trusts a snapshot link that exists and would never repair them.
+    func removeBroken(_ s: NodeSession, _ st: CheckpointStatus) async throws {
+        let broken = st.problems.compactMap { p -> String? in
+            guard p.contains(" bytes, its header says ") || p.contains(" has no readable safetensors header") else { return nil }
+            return String(p.prefix { $0 != " " })
+        }
+        guard !broken.isEmpty, let rev = st.revision else { return }
+        let dir = HFRepo(deployment, node: s.node).dir + "/snapshots/" + rev
+        let files = try broken.map { try ShellQuote.quote(dir + "/" + $0) }.joined(separator: " ")
+        let r = try await s.run(.shell("for f in \(files); do rm -f -- \"$(readlink -f -- \"$f\")\" \"$f\"; done", timeout: .seconds(60)))
+        if !r.ok { throw fail(s.node.name, "could not remove the broken files: \(r.tail())") }
+    }
+
+    func home(_ s: NodeSession) async throws -> String {
+        let r = try await s.run(.shell("mkdir -p \"$HOME/.cache/sous\" && chmod 700 \"$HOME/.cache/sous\" && printf %s \"$HOME/.cache/sous\""))
+        guard r.ok, r.stdoutText.hasPrefix("/") else { throw fail(s.node.name, "cannot create ~/.cache/sous: \(r.tail())") }
+        return r.stdoutText
+    }
+
+    func download(_ s: NodeSession, status: CheckpointStatus) async throws -> String {
+        let repo = HFRepo(deployment, node: s.node)
+        try await removeBroken(s, status)
+        let work = try await home(s)
+        // The CLI on the host, else the one inside the pinned image.
+        let which = try await s.run(.shell("command -v hf || command -v huggingface-cli || true"))
+        let hostCLI = which.stdoutText.split(separator: "\n").first.map(String.init)
+        let tokenFile = work + "/hf-token"
+        if let hfToken { try await s.upload(Data(hfToken.reveal().utf8), to: tokenFile, mode: 0o600, sudo: false) }
+        func command(_ extra: [String]) throws -> (String, String) {
+            let args = ["download", model] + (deployment.recipe.revision.map { ["--revision", $0] } ?? []) + extra
+            if let hostCLI {
+                let env = "HF_HUB_DISABLE_PROGRESS_BARS=1" + (hfToken != nil ? " HF_TOKEN_PATH=\(try ShellQuote.quote(tokenFile))" : "")
+                return ("\((hostCLI as NSString).lastPathComponent) on the host", "\(env) \(try ShellQuote.join([hostCLI] + args + ["--cache-dir", repo.hub]))")
+            }
+            var docker = ["docker", "run", "--rm", "--network", "host", "--user", "\(s.node.user == "root" ? "0:0" : "$(id -u):$(id -g)")",
+                          "-e", "HOME=/tmp", "-e", "HF_HUB_DISABLE_PROGRESS_BARS=1", "-v", "\(repo.cache):/root/.cache/huggingface"]
+            if hfToken != nil { docker += ["-v", "\(tokenFile):/run/sous-hf-token:ro", "-e", "HF_TOKEN_PATH=/run/sous-hf-token"] }
+            docker += ["--entrypoint", "hf", inv.image] + args + ["--cache-dir", "/root/.cache/huggingface/hub"]
+            let line = try docker.map { $0.hasPrefix("$(") ? $0 : try ShellQuote.quote($0) }.joined(separator: " ")
+            return ("hf in \(inv.image)", "{ docker image inspect \(try ShellQuote.quote(inv.image)) >/dev/null 2>&1 || docker pull -q \(try ShellQuote.quote(inv.image)) >/dev/null; } && \(line)")
+        }
+        do {
+            let tool = try await fetch(s, repo: repo, work: work, command: command)
+            if hfToken != nil { _ = try? await s.run(RemoteCommand(["rm", "-f", "--", tokenFile])) }
+            return "downloaded (\(tool))"
+        } catch {
+            if hfToken != nil { _ = try? await s.run(RemoteCommand(["rm", "-f", "--", tokenFile])) }
+            throw error
+        }
+    }
+
+    func fetch(_ s: NodeSession, repo: HFRepo, work: String, command: ([String]) throws -> (String, String)) async throws -> String {
+        let node = s.node.name
+        // First config.json and the index: quick, fails fast on a gated or missing repo, and gives the total.
+        let (tool, first) = try command(["--include", "config.json", "model.safetensors.index.json", "hf_quant_config.json"])
+        let meta = try await s.run(.shell(first + " 2>&1", timeout: .seconds(600)))
+        if !meta.ok { throw classify(node, meta.stdoutText, tool: tool) }
+        let afterMeta = try await self.status(s)
+        let total = afterMeta.fit?.weightBytes
+        let (_, all) = try command([])
+        let job = try await NodeJob.start(s, dir: work, name: "download-\(repo.dirName)", script: all)
+        let rc = try await watch(job, phase: "download (\(tool))", total: total, on: s,
+                                 measure: "du -sb \(try ShellQuote.quote(repo.dir + "/blobs")) 2>/dev/null | cut -f1")
+        if rc != 0 { throw classify(node, try await job.log(), tool: tool) }
+        return tool
+    }
+
+    /// The Hugging Face CLI's errors, in words that say what to do.
+    func classify(_ node: String, _ output: String, tool: String) -> UpFailure {
+        let tokenEnv = inv.hfTokenEnv
+        let page = "https://huggingface.co/\(model)"
+        if output.contains("gated repo") || output.contains("is restricted") {
+            if hfToken == nil {
+                return fail(node, "\(model) is a gated model and \(tokenEnv) is not set",
+                            hint: "accept the license at \(page), then `export \(tokenEnv)=hf_…` with a token of that account and run again (sous hands it to the node only in a 0600 file)", .badInput)
+            }
+            return fail(node, "the account of \(tokenEnv) has no access to the gated model \(model)", hint: "accept the license at \(page) with that account", .badInput)
+        }
+        if output.contains("Invalid credentials") || output.contains("Invalid user token") {
+            return fail(node, "the hub rejected the token in \(tokenEnv)", hint: "create a new read token at https://huggingface.co/settings/tokens", .badInput)
+        }
+        if output.contains("Revision Not Found") || output.contains("RevisionNotFoundError") {
+            return fail(node, "\(model) has no revision \(deployment.recipe.revision ?? "main")", hint: "check `revision` in \(deployment.recipe.file)", .badInput)
+        }
+        if output.contains("Repository Not Found") || output.contains("RepositoryNotFoundError") {
+            return fail(node, "no model \(model) on the hub (or it is private and \(tokenEnv) cannot see it)", hint: "check `model` in \(deployment.recipe.file)", .badInput)
+        }
+        if output.contains("executable file not found") {
+            return fail(node, "the node has no Hugging Face CLI and the image has no `hf`", hint: "install it on the node: `pip install -U huggingface_hub` (gives `hf`)")
+        }
+        let tail = output.split(separator: "\n").suffix(5).joined(separator: "\n")
+        return fail(node, "the download (\(tool)) failed: \(tail)", hint: "run again to resume: finished files are kept")
+    }
+
+    // MARK: copy
+
+    /// Writes, on the source node, a known_hosts file with the host keys sous itself verified for the targets,
+    /// so the node-to-node SSH of the copy trusts exactly those keys (nothing learned on first use).
+    func trust(_ targets: [NodeSpec], on src: NodeSession, sessions: [String: NodeSession]) async throws {
+        let work = try await home(src)
+        var lines = ""
+        for t in targets {
+            guard let key = sessions[t.name]!.hostKey else { continue }
+            let port = t.port ?? 22
+            lines += (port == 22 ? t.interconnectIP : "[\(t.interconnectIP)]:\(port)") + " " + key + "\n"
+        }
+        try await src.upload(Data(lines.utf8), to: work + "/known_hosts", mode: 0o600, sudo: false)
+    }
+
+    func copy(from src: NodeSession, to dst: NodeSession, source: CheckpointStatus, before: CheckpointStatus) async throws -> String {
+        let t = dst.node, work = try await home(src)
+        let from = HFRepo(deployment, node: src.node), to = HFRepo(deployment, node: t)
+        try await removeBroken(dst, before)
+        let ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=\(work)/known_hosts",
+                   "-o", "ConnectTimeout=5", "-p", String(t.port ?? 22)]
+        let target = "\(t.user)@\(t.interconnectIP)"
+        let probe = try await src.run(.shell("command -v rsync >/dev/null || { echo 'rsync is not installed on \(src.node.name)'; exit 1; }; "
+                                             + (try ShellQuote.join(ssh + [target, "command -v rsync >/dev/null || { echo \"rsync is not installed on \(t.name)\"; exit 1; }"])) + " 2>&1",
+                                             timeout: .seconds(30)))
+        guard probe.ok else {
+            throw fail(t.name, "\(src.node.name) cannot copy to \(t.name) over \(t.interconnectIP): \(probe.tail(2))",
+                       hint: "let \(src.node.user)@\(src.node.name) log in to \(target) with a key (`ssh-copy-id \(target)` on \(src.node.name)) and install rsync on both")
+        }
+        let mk = try await dst.run(RemoteCommand(["mkdir", "-p", "--", to.hub]))
+        if !mk.ok { throw fail(t.name, "cannot create \(to.hub): \(mk.tail())") }
+        let rsync = ["rsync", "-a", "--partial", "--exclude=*.incomplete", "-e", try ShellQuote.join(ssh), from.dir + "/", "\(target):\(to.dir)/"]
+        let total = try await src.run(.shell("du -sb --exclude='*.incomplete' \(try ShellQuote.quote(from.dir)) | cut -f1"))
+        let job = try await NodeJob.start(src, dir: work, name: "copy-\(t.name)-\(from.dirName)", script: try ShellQuote.join(rsync))
+        let rc = try await watch(job, phase: "copy from \(src.node.name) (rsync)", total: Int(total.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)),
+                                 on: dst, measure: "du -sb \(try ShellQuote.quote(to.dir)) 2>/dev/null | cut -f1")
+        if rc != 0 { throw fail(t.name, "rsync from \(src.node.name) failed: \(try await job.log().split(separator: "\n").suffix(3).joined(separator: "\n"))", hint: "run again to resume") }
+        return "copied from \(src.node.name) (rsync over \(t.interconnectIP))"
+    }
+
+    /// Polls a background job until it ends, reporting the bytes `measure` prints on `on` as progress.
+    func watch(_ job: NodeJob, phase: String, total: Int?, on target: NodeSession, measure: String) async throws -> Int32 {
+        let clock = ContinuousClock(), start = clock.now
+        var first: Int?
+        while true {
+            let state = try await job.state()
+            let m = try await target.run(.shell(measure))
+            let bytes = Int(m.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            if first == nil { first = bytes }
+            let elapsed = (clock.now - start).seconds
+            onProgress(TransferProgress(node: target.node.name, phase: phase, done: bytes, total: total,
+                                        rate: elapsed > 0.2 ? Double(bytes - first!) / elapsed : 0))
+            switch state {
+            case .finished(let rc): return rc
+            case .lost: throw fail(job.session.node.name, "the \(phase) process ended without an exit status (killed?)", hint: "run again to resume")
+            case .running: try await Task.sleep(for: pollInterval)
+            }
+        }
+    }
+}
+
+/// A command left running on a node in the background (it survives a dropped connection, and a second
+/// run attaches to it instead of starting another), with its exit status and log in files.
+struct NodeJob: Sendable {
+    enum State { case running, finished(Int32), lost }
+    let session: NodeSession
+    let base: String
+
+    static func start(_ s: NodeSession, dir: String, name: String, script: String) async throws -> NodeJob {
+        let job = NodeJob(session: s, base: dir + "/" + name)
+        let b = try ShellQuote.quote(job.base)
+        let start = """
+        if [ -f \(b).pid ] && kill -0 "$(cat \(b).pid)" 2>/dev/null; then echo attached; exit 0; fi
+        rm -f \(b).rc; : > \(b).log
+        nohup sh -c \(try ShellQuote.quote("\(script); echo $? > \(b).rc")) >> \(b).log 2>&1 < /dev/null &
+        echo $! > \(b).pid
+        """
+        let r = try await s.run(.shell(start, timeout: .seconds(30)))
+        guard r.ok else { throw UpFailure(step: "model", node: s.node.name, cause: "could not start the transfer: \(r.tail())", hint: nil, exitCode: .checkFailed) }
+        return job
+    }
+
+    func state() async throws -> State {
+        let b = try ShellQuote.quote(base)
+        let r = try await session.run(.shell("cat \(b).rc 2>/dev/null && exit 0; kill -0 \"$(cat \(b).pid 2>/dev/null)\" 2>/dev/null && echo running || { sleep 0.2; cat \(b).rc 2>/dev/null || echo lost; }"))
+        let t = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        if t == "running" { return .running }
+        if let rc = Int32(t) { return .finished(rc) }
+        return .lost
+    }
+
+    func log() async throws -> String {
+        try await session.run(.shell("tail -n 40 \(try ShellQuote.quote(base + ".log"))")).stdoutText
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import SousKit
+
+struct ModelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Is the recipe's checkpoint on every node, complete and the same? With --fetch, make it so.",
+        discussion: """
+        Per node: present / missing / incomplete, the revision (refs/main or the recipe's `revision`), the size,
+        and the quantization the checkpoint declares (config.json quantization_config, compression_config, or
+        ModelOpt's hf_quant_config.json — what vLLM reads when the recipe says `quantization: auto`). Complete
+        means config.json, a tokenizer, and every shard the safetensors index names, each as long as its own
+        safetensors header says (a truncated shard is found without hashing 70 GB).
+
+        --fetch downloads it once, on the head, with the Hugging Face CLI on the node (or `hf` inside the
+        pinned image when the node has none), then copies it to the other nodes over their interconnect
+        addresses with rsync (the head logs in to the workers with its own key; sous gives it a known_hosts
+        file with the host keys sous verified). Files proven broken are removed and fetched again; a run that
+        was interrupted resumes. For a gated model export the variable the inventory's hf_token_env names
+        (default HF_TOKEN): the token reaches the head only as a 0600 file, read through HF_TOKEN_PATH.
+
+        Exit 0 when every node holds the same complete checkpoint, 1 when not (or a transfer failed),
+        2 for a gated model without a usable token, 3 when a node is unreachable.
+
+          sous model --recipe nemotron-3-super-nvfp4 --inventory inventory/sim.yaml --fetch
+        """
+    )
+
+    @OptionGroup var deployment: DeploymentOptions
+    @OptionGroup var ssh: SSHOptions
+
+    @Flag(help: "Download and copy the checkpoint where it is missing or incomplete.")
+    var fetch = false
+
+    @Flag(help: "Print JSON (progress goes to stderr).")
+    var json = false
+
+    func run() async throws {
+        let d = try deployment.load()
+        let inv = d.inventory
+        let reporter = LineReporter(toStderr: true)
+        let sync = ModelSync(deployment: d, hfToken: hfToken(inv), onProgress: { reporter.progress($0) })
+        let results = try await withSessions(inv.nodes, transport: ssh.transport(for: inv), onUnreachable: { node, e in
+            throw UpFailure(step: "connect", node: node.name, cause: (e as? SousFailure)?.message ?? "\(e)", hint: (e as? SousFailure)?.hint, exitCode: .unreachable)
+        }) { sessions in try await sync.ensure(sessions, fetch: fetch) }
+        reporter.transfers.finishLine(FileHandle.standardError)
+        let head = results.first { $0.node == inv.head.name }!.status
+        let problem = sync.inconsistency(results)
+        if json {
+            print(encodeJSON(results), terminator: "")
+        } else {
+            var rows: [[String]] = []
+            for r in results {
+                let s = r.status
+                let quant: String = s.quantization.map { q in q.method + (q.kvCache.map { ", KV \($0)" } ?? "") } ?? "-"
+                rows.append([r.node, s.state.rawValue, s.revision.map { String($0.prefix(12)) } ?? "-", s.state == .missing ? "-" : Bytes.text(s.bytes), quant, r.action ?? ""])
+            }
+            print(formatTable([["NODE", "STATE", "REVISION", "SIZE", "QUANTIZATION", "DONE"]] + rows), terminator: "")
+            for r in results {
+                for p in r.status.problems where r.status.state != .present { print("  \(r.node): \(p)") }
+            }
+            if let q = head.quantization { print("detected: \(Checkpoint.quantizationLine(recipe: d.recipe, detected: q))") }
+            if let w = Checkpoint.kvCacheWarning(head.quantization, recipeKVDtype: d.engine.kvCacheDtype) { Console.warning(w) }
+            if let problem { print("\(problem.node ?? ""): \(problem.cause)\nnext: \(problem.hint ?? "")") }
+        }
+        if problem != nil { throw ExitCode(ExitStatus.checkFailed.rawValue) }
+    }
+}
