@@ -23,9 +23,9 @@ public enum SimHub {
     }
 
     static let nemotronPattern: String = {
-        // 88 layers: Mamba-2 (M) and MoE (E) pairs, with an attention layer (*) in 8 places.
+        // 88 layers: Mamba-2 (M) and MoE (E) pairs, with an attention layer (*) in place of Mamba in 8 of them.
         var p = ""
-        for i in 0..<44 { p += (i % 11 == 5) ? "*E" : "ME" }
+        for i in 0..<44 { p += (i % 11 == 2 || i % 11 == 8) ? "*E" : "ME" }
         return p
     }()
 
@@ -111,7 +111,7 @@ public enum SimHub {
         let index: [String: Any] = ["metadata": ["total_size": repo.totalSize], "weight_map": weightMap]
         files["model.safetensors.index.json"] = try JSONSerialization.data(withJSONObject: index, options: [.sortedKeys, .prettyPrinted])
         for (name, data) in files { try data.write(to: URL(fileURLWithPath: "\(dir)/\(name)")) }
-        let revision = String(sha256Hex(files.keys.sorted().map { $0 + sha256Hex(String(decoding: files[$0]!, as: UTF8.self)) }.joined()).prefix(40))
+        let revision = String(sha256Hex(files.keys.sorted().map { "\($0):\(files[$0]!.count):\(files[$0]!.prefix(4096).base64EncodedString())" }.joined()).prefix(40))
         let meta: [String: Any] = ["revision": revision, "gated": repo.gated]
         try JSONSerialization.data(withJSONObject: meta).write(to: URL(fileURLWithPath: "\(dir)/.sim-repo.json"))
     }
@@ -194,13 +194,23 @@ public enum SimHF {
                 let link = "\(snapshot)/\(name)"
                 if (try? fm.destinationOfSymbolicLink(atPath: link)) != nil, fm.fileExists(atPath: link) { continue }
                 let data = try Data(contentsOf: URL(fileURLWithPath: "\(src)/\(name)"))
-                let blob = "\(repoDir)/blobs/\(sha256Hex(String(decoding: data, as: UTF8.self)))"
+                // Named like the hub's LFS blobs (a sha256); here of the repository, file and size, which is as unique.
+                let blob = "\(repoDir)/blobs/\(sha256Hex("\(repoID)/\(commit)/\(name):\(data.count)"))"
                 if !fm.fileExists(atPath: blob) {
                     try copyThrottled(data, to: blob + ".incomplete", rate: rate)
                     guard rename(blob + ".incomplete", blob) == 0 else { throw CocoaError(.fileWriteUnknown) }
                 }
                 try? fm.removeItem(atPath: link)
                 try fm.createSymbolicLink(atPath: link, withDestinationPath: "../../blobs/\((blob as NSString).lastPathComponent)")
+            }
+            // What the hub served to this node, for tests ("downloaded once").
+            if let h = FileHandle(forWritingAtPath: SimPaths.root + "/downloads.log") ?? {
+                _ = FileManager.default.createFile(atPath: SimPaths.root + "/downloads.log", contents: nil)
+                return FileHandle(forWritingAtPath: SimPaths.root + "/downloads.log")
+            }() {
+                h.seekToEndOfFile()
+                h.write(Data("\(repoID) \(wanted.count) files\n".utf8))
+                try? h.close()
             }
         } catch {
             fail("OSError: \(error)")

@@ -62,7 +62,7 @@ struct ModelCommand: AsyncParsableCommand {
             }
             if let q = head.quantization { print("detected: \(Checkpoint.quantizationLine(recipe: d.recipe, detected: q))") }
             if let w = Checkpoint.kvCacheWarning(head.quantization, recipeKVDtype: d.engine.kvCacheDtype) { Console.warning(w) }
-            if let problem { print("\(problem.node ?? ""): \(problem.cause)\nnext: \(problem.hint ?? "")") }
+            if let problem, let hint = problem.hint { print("next: \(hint)") }
         }
         if problem != nil { throw ExitCode(ExitStatus.checkFailed.rawValue) }
     }

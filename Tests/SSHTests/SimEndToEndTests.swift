@@ -231,8 +231,7 @@ import SousTestSupport
         argv[argv.firstIndex(of: "262144")!] = "131072"
         argv.insert(contentsOf: ["-e", "NCCL_IB_GID_INDEX=3"], at: 5)
         argv += ["--quantization", "fp8"]
-        let snapshot = "/home/sous/.cache/huggingface/hub/models--nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4/snapshots/abc"
-        _ = try exec("spark-2", "mkdir -p \(snapshot) && echo '{\"quantization\": {\"quant_algo\": \"NVFP4\"}}' > \(snapshot)/hf_quant_config.json && docker rm -f sous-vllm >/dev/null && " + (try ShellQuote.join(argv)))
+        _ = try exec("spark-2", "docker rm -f sous-vllm >/dev/null && " + (try ShellQuote.join(argv)))
         let r = try sous(["audit", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory])
         #expect(r.status == 1)
         #expect(r.out.contains("  DRIFT  --max-model-len 131072, the recipe renders 262144"))
@@ -310,12 +309,16 @@ import SousTestSupport
         }
     }
 
-    /// A small fake Nemotron-H-like checkpoint in spark-1's HF cache: only config.json and the index's total size.
+    /// The Nemotron checkpoint from the simulated hub on both nodes, its index claiming `totalGiB` of weights.
     func placeCheckpoint(totalGiB: Int) throws {
-        let repo = "/home/sous/.cache/huggingface/hub/models--nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4"
-        let config = #"{"num_hidden_layers": 88, "hybrid_override_pattern": "M-M*M-M-M*M-M-M*M-M-M*", "num_attention_heads": 32, "num_key_value_heads": 2, "head_dim": 128, "mamba_num_heads": 128, "mamba_head_dim": 64, "ssm_state_size": 128, "n_groups": 8, "conv_kernel": 4, "torch_dtype": "bfloat16"}"#
-        let index = "{\"metadata\": {\"total_size\": \(totalGiB * 1024 * 1024 * 1024)}, \"weight_map\": {}}"
-        _ = try exec("spark-1", "mkdir -p \(repo)/refs \(repo)/snapshots/abc && echo abc > \(repo)/refs/main && echo '\(config)' > \(repo)/snapshots/abc/config.json && echo '\(index)' > \(repo)/snapshots/abc/model.safetensors.index.json")
+        #expect(try model(["--fetch"]).status == 0)
+        let index = "/home/sous/.cache/huggingface/hub/models--nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4/snapshots/*/model.safetensors.index.json"
+        _ = try exec("spark-1,spark-2", "sed -i -E 's/\"total_size\" *: *[0-9]+/\"total_size\": \(totalGiB * 1024 * 1024 * 1024)/' \"$(readlink -f \(index))\"")
+    }
+
+    func model(_ extra: [String], recipe: String = repoPath("recipes/nemotron-3-super-nvfp4.yaml"), env: String = "") throws -> (out: String, err: String, status: Int32) {
+        try runSous(["model", "--recipe", recipe, "--inventory", inventory] + extra,
+                    env: "SSH_AUTH_SOCK= XDG_STATE_HOME=\(NSTemporaryDirectory())sous-e2e-state VLLM_API_KEY=\(key) HF_TOKEN= \(env)")
     }
 
     @Test func aRecipeThatDoesNotFitIsRefusedBeforeAnythingStarts() throws {
@@ -403,16 +406,14 @@ import SousTestSupport
     }
 
     @Test func aForcedQuantizationAgainstTheCheckpointIsRefusedBeforeAnythingStarts() throws {
-        try placeCheckpoint(totalGiB: 70)
-        let repo = "/home/sous/.cache/huggingface/hub/models--nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4/snapshots/abc"
-        _ = try exec("spark-1", "echo '{\"producer\": {\"name\": \"modelopt\"}, \"quantization\": {\"quant_algo\": \"NVFP4\", \"kv_cache_quant_algo\": \"FP8\"}}' > \(repo)/hf_quant_config.json")
+        #expect(try model(["--fetch"]).status == 0)
         let recipe = dir + "/forced.yaml"
         try (try String(contentsOfFile: repoPath("recipes/nemotron-3-super-nvfp4.yaml"), encoding: .utf8))
             .replacingOccurrences(of: "quantization: auto ", with: "quantization: fp8\nquantization_reason: testing a forced method\n#")
             .write(toFile: recipe, atomically: true, encoding: .utf8)
         let r = try sous(["up", "--recipe", recipe, "--inventory", inventory])
         #expect(r.status == 2, "\(r.out)\n\(r.err)")
-        #expect(r.err.contains("error: checkpoint failed on spark-1: the recipe forces --quantization fp8, but the checkpoint says modelopt_fp4"), "\(r.err)")
+        #expect(r.err.contains("error: checkpoint failed on spark-1: the recipe forces --quantization fp8, but the checkpoint says modelopt_fp4 (hf_quant_config.json)"), "\(r.err)")
         #expect(try exec("spark-1,spark-2", "docker ps -a --format '{{.Names}}' | wc -l") == "spark-1: 0\nspark-2: 0\n")
         // With auto, the detected method is reported.
         let ok = try up()

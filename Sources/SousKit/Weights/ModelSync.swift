@@ -7,13 +7,15 @@ public struct TransferProgress: Sendable {
     public var phase: String
     public var done: Int
     public var total: Int?
+    /// The total is the safetensors index's total_size (a download's size is not known before it ends).
+    public var estimated = false
     /// Bytes per second since the transfer started (what this run moved, not what was already there).
     public var rate: Double
 
     public var line: String {
         var s = "\(node) \(phase): \(Bytes.text(done))"
         if let total, total > 0 {
-            s += " / \(Bytes.text(total))"
+            s += " / \(estimated ? "~" : "")\(Bytes.text(total))"
             if rate > 0, total > done { s += ", \(Bytes.text(Int(rate)))/s, \(Bytes.duration(Double(total - done) / rate)) left" }
         } else if rate > 0 {
             s += ", \(Bytes.text(Int(rate)))/s"
@@ -196,7 +198,7 @@ public struct ModelSync: Sendable {
         let total = afterMeta.fit?.weightBytes
         let (_, all) = try command([])
         let job = try await NodeJob.start(s, dir: work, name: "download-\(repo.dirName)", script: all)
-        let rc = try await watch(job, phase: "download (\(tool))", total: total, on: s,
+        let rc = try await watch(job, phase: "download (\(tool))", total: total, estimated: true, on: s,
                                  measure: "du -sb \(try ShellQuote.quote(repo.dir + "/blobs")) 2>/dev/null | cut -f1")
         if rc != 0 { throw classify(node, try await job.log(), tool: tool) }
         return tool
@@ -270,7 +272,7 @@ public struct ModelSync: Sendable {
     }
 
     /// Polls a background job until it ends, reporting the bytes `measure` prints on `on` as progress.
-    func watch(_ job: NodeJob, phase: String, total: Int?, on target: NodeSession, measure: String) async throws -> Int32 {
+    func watch(_ job: NodeJob, phase: String, total: Int?, estimated: Bool = false, on target: NodeSession, measure: String) async throws -> Int32 {
         let clock = ContinuousClock(), start = clock.now
         var first: Int?
         while true {
@@ -279,7 +281,7 @@ public struct ModelSync: Sendable {
             let bytes = Int(m.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
             if first == nil { first = bytes }
             let elapsed = (clock.now - start).seconds
-            onProgress(TransferProgress(node: target.node.name, phase: phase, done: bytes, total: total,
+            onProgress(TransferProgress(node: target.node.name, phase: phase, done: bytes, total: total, estimated: estimated,
                                         rate: elapsed > 0.2 ? Double(bytes - first!) / elapsed : 0))
             switch state {
             case .finished(let rc): return rc
@@ -297,11 +299,16 @@ struct NodeJob: Sendable {
     let session: NodeSession
     let base: String
 
+    /// A process that exists and is not a zombie (a node whose init does not reap would keep those forever).
+    static let alive = #"alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }"#
+
     static func start(_ s: NodeSession, dir: String, name: String, script: String) async throws -> NodeJob {
         let job = NodeJob(session: s, base: dir + "/" + name)
         let b = try ShellQuote.quote(job.base)
+        // A job that wrote no exit status and still runs is the same transfer started earlier: attach to it.
         let start = """
-        if [ -f \(b).pid ] && kill -0 "$(cat \(b).pid)" 2>/dev/null; then echo attached; exit 0; fi
+        \(alive)
+        if [ ! -f \(b).rc ] && alive "$(cat \(b).pid 2>/dev/null)"; then echo attached; exit 0; fi
         rm -f \(b).rc; : > \(b).log
         nohup sh -c \(try ShellQuote.quote("\(script); echo $? > \(b).rc")) >> \(b).log 2>&1 < /dev/null &
         echo $! > \(b).pid
@@ -313,7 +320,7 @@ struct NodeJob: Sendable {
 
     func state() async throws -> State {
         let b = try ShellQuote.quote(base)
-        let r = try await session.run(.shell("cat \(b).rc 2>/dev/null && exit 0; kill -0 \"$(cat \(b).pid 2>/dev/null)\" 2>/dev/null && echo running || { sleep 0.2; cat \(b).rc 2>/dev/null || echo lost; }"))
+        let r = try await session.run(.shell("\(Self.alive)\ncat \(b).rc 2>/dev/null && exit 0; alive \"$(cat \(b).pid 2>/dev/null)\" && echo running || { sleep 0.2; cat \(b).rc 2>/dev/null || echo lost; }"))
         let t = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
         if t == "running" { return .running }
         if let rc = Int32(t) { return .finished(rc) }

@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+import SousKit
+import SousTestSupport
+
+/// The checkpoint on every node (`sous model`, and the model step of `up`) on the simulated pair: the stand-in
+/// hub, the modelled `hf` CLI, real rsync over real SSH between the nodes' own addresses.
+extension SimEndToEndTests {
+    static let nemotronRepo = "/home/sous/.cache/huggingface/hub/models--nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4"
+
+    func modelJSON(_ r: (out: String, err: String, status: Int32)) throws -> [String: [String: Any]] {
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [[String: Any]], "\(r.out)\n\(r.err)")
+        return Dictionary(uniqueKeysWithValues: rows.map { ($0["node"] as! String, $0) })
+    }
+
+    /// Sizes of every file of the snapshot, as the node sees them through the links.
+    func snapshotSizes(_ node: String, _ repo: String = nemotronRepo) throws -> String {
+        try exec(node, "cd \(repo)/snapshots/* && find -L . -type f -printf '%s %P\\n' | sort -k2")
+            .replacingOccurrences(of: "\(node): ", with: "")
+    }
+
+    @Test func missingEverywhereIsDownloadedOnceAndCopied() throws {
+        let before = try model([])
+        #expect(before.status == 1)
+        #expect(before.out.contains("spark-1  missing") && before.out.contains("spark-2  missing"), "\(before.out)")
+        #expect(before.out.hasSuffix("next: sous model --recipe \(repoPath("recipes/nemotron-3-super-nvfp4.yaml")) --inventory \(inventory) --fetch\n"))
+
+        let r = try model(["--fetch", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let nodes = try modelJSON(r)
+        #expect(nodes["spark-1"]?["action"] as? String == "downloaded (hf on the host)")
+        #expect(nodes["spark-2"]?["action"] as? String == "copied from spark-1 (rsync over 10.213.0.12)")
+        #expect(r.err.contains("spark-2 copy from spark-1 (rsync): 3.0 MiB / 3.0 MiB"), "\(r.err)")
+        for n in ["spark-1", "spark-2"] {
+            let status = try #require(nodes[n]?["status"] as? [String: Any])
+            #expect(status["state"] as? String == "present")
+            #expect((status["quantization"] as? [String: Any])?["method"] as? String == "modelopt_fp4")
+        }
+        // The hub served the head only (the index first, then the rest), and both nodes hold the same bytes.
+        #expect(try exec("spark-1,spark-2", "cat /var/lib/sous-sim/downloads.log 2>/dev/null || echo none") ==
+                "spark-1: nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4 3 files\nspark-1: nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4 9 files\nspark-2: none\n")
+        let sizes = try snapshotSizes("spark-1")
+        #expect(sizes.contains("model-00003-of-00003.safetensors") && sizes.contains("tokenizer.json"))
+        #expect(try snapshotSizes("spark-2") == sizes)
+
+        // Then `up` finds it everywhere and changes nothing about it.
+        let up = try up()
+        #expect(up.status == 0, "\(up.err)")
+        #expect(up.out.contains("ok      model") && up.out.contains("3.0 MiB on 2 nodes"), "\(up.out)")
+    }
+
+    @Test func presentOnTheHeadOnlyIsCopied() throws {
+        #expect(try model(["--fetch"]).status == 0)
+        _ = try exec("spark-2", "rm -rf \(Self.nemotronRepo)")
+        let r = try model(["--fetch", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let nodes = try modelJSON(r)
+        #expect(nodes["spark-1"]?["action"] == nil)
+        #expect(nodes["spark-2"]?["before"] as? String == "missing")
+        #expect(nodes["spark-2"]?["action"] as? String == "copied from spark-1 (rsync over 10.213.0.12)")
+        #expect(try snapshotSizes("spark-2") == (try snapshotSizes("spark-1")))
+    }
+
+    @Test func aTruncatedShardIsReportedAndRepaired() throws {
+        #expect(try model(["--fetch"]).status == 0)
+        let shard = "\(Self.nemotronRepo)/snapshots/*/model-00002-of-00003.safetensors"
+        _ = try exec("spark-2", "truncate -s -1000 \"$(readlink -f \(shard))\"")
+        let r = try model([])
+        #expect(r.status == 1)
+        #expect(r.out.contains("spark-2  incomplete"), "\(r.out)")
+        #expect(r.out.contains("  spark-2: model-00002-of-00003.safetensors is 1047704 bytes, its header says 1048704 (truncated or still downloading)"), "\(r.out)")
+        // Nothing starts on a broken checkpoint without --fetch.
+        let up = try self.up(["--no-fetch"])
+        #expect(up.status == 1)
+        #expect(up.err.contains("error: model failed on spark-2: nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4 is incomplete: model-00002-of-00003.safetensors is 1047704 bytes"), "\(up.err)")
+        #expect(try exec("spark-1,spark-2", "docker ps -a --format '{{.Names}}' | wc -l") == "spark-1: 0\nspark-2: 0\n")
+
+        let fixed = try model(["--fetch", "--json"])
+        #expect(fixed.status == 0, "\(fixed.err)")
+        #expect(try modelJSON(fixed)["spark-2"]?["action"] as? String == "copied from spark-1 (rsync over 10.213.0.12)")
+        #expect(try snapshotSizes("spark-2") == (try snapshotSizes("spark-1")))
+
+        // Broken on the head: the complete copy on the worker comes back over the interconnect.
+        _ = try exec("spark-1", "truncate -s 100 \"$(readlink -f \(shard))\"")
+        let head = try model(["--fetch", "--json"])
+        #expect(head.status == 0, "\(head.err)")
+        #expect(try modelJSON(head)["spark-1"]?["action"] as? String == "copied from spark-2 (rsync over 10.213.0.11)")
+        // Broken on both: fetched again from the hub, then copied.
+        _ = try exec("spark-1,spark-2", "truncate -s 100 \"$(readlink -f \(shard))\"")
+        let both = try modelJSON(try model(["--fetch", "--json"]))
+        #expect(both["spark-1"]?["action"] as? String == "downloaded (hf on the host)")
+        #expect(both["spark-2"]?["action"] as? String == "copied from spark-1 (rsync over 10.213.0.12)")
+        #expect(try snapshotSizes("spark-1") == (try snapshotSizes("spark-2")))
+    }
+
+    /// A copy of the Nemotron recipe serving another model of the stand-in hub.
+    func recipe(for model: String) throws -> String {
+        let path = dir + "/\(model.replacingOccurrences(of: "/", with: "-")).yaml"
+        try (try String(contentsOfFile: repoPath("recipes/nemotron-3-super-nvfp4.yaml"), encoding: .utf8))
+            .replacingOccurrences(of: "model: nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4", with: "model: \(model)")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test(arguments: [
+        ("nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4", "modelopt_fp4", "hf_quant_config.json", "FP8"),
+        ("sim-org/tiny-fp8-modelopt", "modelopt", "hf_quant_config.json", nil),
+        ("sim-org/tiny-compressed", "compressed-tensors", "config.json compression_config", "FP8"),
+        ("Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8", "fp8", "config.json quantization_config", nil),
+    ] as [(String, String, String, String?)])
+    func eachDetectionPathGivesTheMethod(_ model: String, _ method: String, _ source: String, _ kv: String?) throws {
+        let r = try self.model(["--fetch", "--json"], recipe: try recipe(for: model))
+        #expect(r.status == 0, "\(r.err)")
+        let q = try #require((try modelJSON(r)["spark-2"]?["status"] as? [String: Any])?["quantization"] as? [String: Any])
+        #expect(q["method"] as? String == method)
+        #expect(q["source"] as? String == source)
+        #expect(q["kvCache"] as? String == kv)
+    }
+
+    @Test func aGatedModelNeedsTheTokenWhichTravelsOnlyInAFile() throws {
+        let recipe = try recipe(for: "sim-org/tiny-gated")
+        let r = try model(["--fetch"], recipe: recipe)
+        #expect(r.status == 2)
+        #expect(r.err.contains("error: model failed on spark-1: sim-org/tiny-gated is a gated model and HF_TOKEN is not set"), "\(r.err)")
+        #expect(r.err.contains("hint: accept the license at https://huggingface.co/sim-org/tiny-gated"))
+
+        let wrong = try model(["--fetch"], recipe: recipe, env: "HF_TOKEN=hf_not_a_real_one")
+        #expect(wrong.status == 2)
+        #expect(wrong.err.contains("the hub rejected the token in HF_TOKEN"), "\(wrong.err)")
+
+        let token = try String(contentsOfFile: dir + "/hub/.tokens", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let ok = try model(["--fetch"], recipe: recipe, env: "HF_TOKEN=\(token)")
+        #expect(ok.status == 0, "\(ok.err)")
+        #expect(!ok.out.contains(token) && !ok.err.contains(token))
+        // Only in a 0600 file while the download ran, removed afterwards; never on a command line.
+        #expect(try exec("spark-1", "ls ~/.cache/sous/hf-token 2>&1 | grep -c 'No such file'") == "spark-1: 1\n")
+        #expect(try exec("spark-1", "grep -l \(token) ~/.cache/sous/*.log /var/lib/sous-sim/downloads.log 2>/dev/null | wc -l") == "spark-1: 0\n")
+    }
+
+    @Test func withoutACLIOnTheHostTheImagesCLIDownloads() throws {
+        try fault("spark-1", "no-host-hf")
+        let r = try model(["--fetch", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try modelJSON(r)["spark-1"]?["action"] as? String == "downloaded (hf in vllm/vllm-openai:v0.24.0)")
+        #expect(try snapshotSizes("spark-2") == (try snapshotSizes("spark-1")))
+    }
+
+    @Test func nodesThatCannotLogInToEachOtherAreToldHow() throws {
+        try fault("spark-2", "no-node-ssh")
+        let r = try model(["--fetch"])
+        #expect(r.status == 1)
+        #expect(r.err.contains("error: model failed on spark-2: spark-1 cannot copy to spark-2 over 10.213.0.12"), "\(r.err)")
+        #expect(r.err.contains("hint: let sous@spark-1 log in to sous@10.213.0.12 with a key (`ssh-copy-id sous@10.213.0.12` on spark-1)"), "\(r.err)")
+        // The head holds it; nothing was started.
+        #expect(try model([]).out.contains("spark-1  present"))
+    }
+}

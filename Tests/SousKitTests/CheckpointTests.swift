@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+@testable import SousKit
+
+@Suite struct CheckpointTests {
+    typealias Q = CheckpointStatus.Quantization
+
+    @Test func quantizationIsReadInVLLMsOrder() {
+        // config.json quantization_config first.
+        #expect(Checkpoint.detectQuantization(configJSON: #"{"quantization_config": {"quant_method": "fp8", "fmt": "e4m3"}}"#, hfQuantConfigJSON: nil)
+                == Q(method: "fp8", source: "config.json quantization_config", kvCache: nil))
+        #expect(Checkpoint.detectQuantization(configJSON: #"{"quantization_config": {"quant_method": "mxfp4"}}"#,
+                                              hfQuantConfigJSON: #"{"quantization": {"quant_algo": "NVFP4"}}"#)?.method == "mxfp4")
+        // ModelOpt written into config.json: refined by its quant_algo.
+        #expect(Checkpoint.detectQuantization(configJSON: #"{"quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8"}}"#, hfQuantConfigJSON: nil)
+                == Q(method: "modelopt_fp4", source: "config.json quantization_config", kvCache: "FP8"))
+        // compressed-tensors, with an FP8 KV cache scheme.
+        #expect(Checkpoint.detectQuantization(configJSON: #"{"compression_config": {"format": "float-quantized", "kv_cache_scheme": {"type": "float", "num_bits": 8}}}"#, hfQuantConfigJSON: nil)
+                == Q(method: "compressed-tensors", source: "config.json compression_config", kvCache: "FP8"))
+        // ModelOpt's hf_quant_config.json.
+        #expect(Checkpoint.detectQuantization(configJSON: "{}", hfQuantConfigJSON: #"{"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8"}}"#)
+                == Q(method: "modelopt_fp4", source: "hf_quant_config.json", kvCache: "FP8"))
+        #expect(Checkpoint.detectQuantization(configJSON: "{}", hfQuantConfigJSON: #"{"quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": null}}"#)
+                == Q(method: "modelopt", source: "hf_quant_config.json", kvCache: nil))
+        #expect(Checkpoint.detectQuantization(configJSON: "{}", hfQuantConfigJSON: #"{"quantization": {"quant_algo": "MIXED_PRECISION"}}"#)?.method == "modelopt_mixed")
+        #expect(Checkpoint.detectQuantization(configJSON: #"{"torch_dtype": "bfloat16"}"#, hfQuantConfigJSON: nil) == nil)
+    }
+
+    @Test func forcedMethodsAndKVWarnings() {
+        #expect(Checkpoint.quantizationAgrees(forced: "modelopt_fp4", checkpoint: "modelopt_fp4"))
+        #expect(Checkpoint.quantizationAgrees(forced: "gptq_marlin", checkpoint: "gptq"))
+        #expect(!Checkpoint.quantizationAgrees(forced: "fp8", checkpoint: "modelopt_fp4"))
+        let nvfp4 = Q(method: "modelopt_fp4", source: "hf_quant_config.json", kvCache: "FP8")
+        #expect(Checkpoint.kvCacheWarning(nvfp4, recipeKVDtype: "auto") == "the checkpoint was calibrated for an FP8 KV cache (hf_quant_config.json); the recipe's kv_cache_dtype is auto")
+        #expect(Checkpoint.kvCacheWarning(nvfp4, recipeKVDtype: "fp8") == nil)
+        #expect(Checkpoint.kvCacheWarning(nil, recipeKVDtype: "auto") == nil)
+    }
+
+    let repo = HFRepo(model: "org/m", revision: nil, cache: "/c")
+    let index = #"{"metadata": {"total_size": 2000}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#
+
+    func output(files: [String], headers: [String], index: String? = nil) -> String {
+        "M 131072000\nR 0123abcd\n" + (files + headers).joined(separator: "\n") + "\n\u{1e}\n{\"torch_dtype\": \"bfloat16\"}\n\u{1e}\n\(index ?? self.index)\n\u{1e}\n\n"
+    }
+
+    @Test func aCompleteSnapshot() {
+        let s = Checkpoint.parse(output(files: ["F f 24 config.json", "F f 10 tokenizer.json", "F f 120 model.safetensors.index.json",
+                                                "F f 1088 model-00001-of-00002.safetensors", "F f 1088 model-00002-of-00002.safetensors"],
+                                        headers: ["H 80 1000 model-00001-of-00002.safetensors", "H 80 1000 model-00002-of-00002.safetensors"]), repo: repo)
+        #expect(s.state == .present && s.problems.isEmpty)
+        #expect(s.revision == "0123abcd" && s.bytes == 24 + 10 + 120 + 2 * 1088 && s.memTotal == 131_072_000 * 1024)
+        #expect(s.fit?.weightBytes == 2000)
+    }
+
+    @Test func whatMakesASnapshotIncomplete() {
+        let s = Checkpoint.parse(output(files: ["F f 24 config.json", "F f 120 model.safetensors.index.json", "F N 52 model-00001-of-00002.safetensors"],
+                                        headers: []), repo: repo)
+        #expect(s.state == .incomplete)
+        #expect(s.problems == ["no tokenizer (one of tokenizer.json, tokenizer.model, tekken.json, vocab.json)",
+                               "model-00001-of-00002.safetensors is missing", "model-00002-of-00002.safetensors is missing"])
+        let t = Checkpoint.parse(output(files: ["F f 24 config.json", "F f 10 tokenizer.model", "F f 120 model.safetensors.index.json",
+                                                "F f 1088 model-00001-of-00002.safetensors", "F f 600 model-00002-of-00002.safetensors", "F f 3 model.safetensors"],
+                                        headers: ["H 80 1000 model-00001-of-00002.safetensors", "H 80 1000 model-00002-of-00002.safetensors"]), repo: repo)
+        #expect(t.problems == ["model-00002-of-00002.safetensors is 600 bytes, its header says 1088 (truncated or still downloading)"])
+        let u = Checkpoint.parse(output(files: ["F f 24 config.json", "F f 10 tokenizer.json", "F f 3 model.safetensors"],
+                                        headers: ["H x x model.safetensors"], index: ""), repo: repo)
+        #expect(u.problems == ["model.safetensors has no readable safetensors header (3 bytes)"])
+        let missing = Checkpoint.parse("M 1000\n", repo: HFRepo(model: "org/m", revision: "v1", cache: "/c"))
+        #expect(missing.state == .missing && missing.problems == ["no snapshot for revision v1 in /c/hub/models--org--m"])
+    }
+
+    /// The remote script against a real directory: a snapshot made of links into blobs/, one shard truncated.
+    @Test func theStatusScriptReadsARealCache() throws {
+        let root = NSTemporaryDirectory() + "sous-ckpt-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = HFRepo(model: "org/m", revision: nil, cache: root)
+        let snap = r.dir + "/snapshots/0123abcd"
+        try FileManager.default.createDirectory(atPath: snap, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: r.dir + "/blobs", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: r.dir + "/refs", withIntermediateDirectories: true)
+        try "0123abcd".write(toFile: r.dir + "/refs/main", atomically: true, encoding: .utf8)
+        func shard(_ n: Int) -> Data {
+            var header = #"{"t":{"dtype":"U8","shape":[\#(n)],"data_offsets":[0,\#(n)]}}"#
+            while header.utf8.count % 8 != 0 { header += " " }
+            var d = Data()
+            var len = UInt64(header.utf8.count).littleEndian
+            withUnsafeBytes(of: &len) { d.append(contentsOf: $0) }
+            return d + Data(header.utf8) + Data(repeating: 7, count: n)
+        }
+        let files: [String: Data] = ["config.json": Data("{}".utf8), "tokenizer.json": Data("{}".utf8), "model.safetensors.index.json": Data(index.utf8),
+                                     "model-00001-of-00002.safetensors": shard(1000), "model-00002-of-00002.safetensors": shard(1000).prefix(500)]
+        for (name, data) in files {
+            try data.write(to: URL(fileURLWithPath: r.dir + "/blobs/" + name + ".blob"))
+            try FileManager.default.createSymbolicLink(atPath: snap + "/" + name, withDestinationPath: "../../blobs/\(name).blob")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", try Checkpoint.statusScript(r)]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let s = Checkpoint.parse(out, repo: r)
+        #expect(s.revision == "0123abcd")
+        #expect(s.files["model-00001-of-00002.safetensors"] == shard(1000).count)
+        #expect(s.problems == ["model-00002-of-00002.safetensors is 500 bytes, its header says \(shard(1000).count) (truncated or still downloading)"])
+    }
+
+    @Test func progressLines() {
+        #expect(TransferProgress(node: "spark-2", phase: "copy from spark-1 (rsync)", done: 3 << 30, total: 70 << 30, rate: Double(400 << 20)).line
+                == "spark-2 copy from spark-1 (rsync): 3.0 GiB / 70.0 GiB, 400.0 MiB/s, 2m52s left")
+        #expect(TransferProgress(node: "spark-1", phase: "download (hf on the host)", done: 5120, total: 74 << 30, estimated: true, rate: 0).line
+                == "spark-1 download (hf on the host): 5.0 KiB / ~74.0 GiB")
+    }
+}
