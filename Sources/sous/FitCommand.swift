@@ -30,7 +30,7 @@ struct FitCommand: AsyncParsableCommand {
         let d = try deployment.load()
         let ckpt: CheckpointStatus
         if let checkpoint {
-            ckpt = try Checkpoint.local(checkpoint, memTotal: (d.inventory.profile?.memoryGiB ?? 128) * 1024 * 1024 * 1024)
+            ckpt = try Checkpoint.local(checkpoint, memTotal: d.inventory.profileMemoryBytes)
         } else {
             ckpt = try await ssh.transport(for: d.inventory).with(d.inventory.head) { try await Checkpoint.read($0, repo: HFRepo(d, node: d.inventory.head)) }
         }

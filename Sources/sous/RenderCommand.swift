@@ -28,6 +28,9 @@ struct RenderCommand: ParsableCommand {
     @Option(help: "shell, config or json.")
     var format: Format = .shell
 
+    @Option(help: "A local copy of the checkpoint (its config.json, hf_quant_config.json): say what quantization vLLM will detect.")
+    var checkpoint: String?
+
     func run() throws {
         let d = try deployment.load()
         let renderer = Renderer(d)
@@ -38,6 +41,10 @@ struct RenderCommand: ParsableCommand {
                 throw UsageError("no node named `\(node)` in \(d.inventory.file)",
                                  hint: "nodes: \(d.inventory.nodes.map(\.name).joined(separator: ", "))")
             }
+        }
+        if let checkpoint, format != .json {
+            let c = try Checkpoint.local(checkpoint, memTotal: 0)
+            print("# \(Checkpoint.quantizationLine(recipe: d.recipe, detected: c.quantization))")
         }
         switch format {
         case .shell: print(try RenderReport.shell(d, nodes: nodes), terminator: "")
@@ -55,12 +62,16 @@ struct PlanCommand: ParsableCommand {
 
     @OptionGroup var deployment: DeploymentOptions
 
+    @Option(help: "A local copy of the checkpoint (config.json, model.safetensors.index.json, hf_quant_config.json): show the detected quantization and the fit verdict.")
+    var checkpoint: String?
+
     @Flag(help: "Print the steps as JSON.")
     var json = false
 
     func run() throws {
         let d = try deployment.load()
-        let steps = UpPlan.steps(d)
+        let local = try checkpoint.map { try Checkpoint.local($0, memTotal: d.inventory.profileMemoryBytes) }
+        let steps = UpPlan.steps(d, checkpoint: local)
         print(json ? encodeJSON(steps) : UpPlan.text(d, steps: steps), terminator: "")
     }
 }

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import SousKit
+import SousSim
+import SousTestSupport
 
 /// Exact arithmetic on small fake checkpoints, against hand computations.
 @Suite struct FitTests {
@@ -67,5 +69,32 @@ import Testing
         #expect(r.verdict == .fitsWithWarnings)
         #expect(r.messages == ["only 12.8 GiB left for the OS (0.10 of 128.0 GiB); dgx_spark_gb10 wants at least 0.15"])
         #expect(Fit.clientMessage(r, clientContext: r.kv_tokens + 1) != nil)
+    }
+
+    /// The shipped recipes on two Sparks, with the architecture and size of their checkpoints as the simulated
+    /// hub carries them (figures from the model cards, not read from the hub: see SimHub).
+    @Test(arguments: [
+        ("nemotron-3-super-nvfp4", FitReport.Verdict.fits, 2048, 33_102_230),
+        ("qwen3-coder-30b-a3b-fp8", .fitsWithWarnings, 49152, 1_829_146),
+        ("qwen3-30b-a3b-thinking-fp8", .fitsWithWarnings, 49152, 1_829_146),
+        ("gpt-oss-120b", .fitsWithWarnings, 36864, 1_981_776),
+    ])
+    func shippedRecipesOnTheSpark(_ name: String, _ verdict: FitReport.Verdict, _ kvPerToken: Int, _ tokens: Int) throws {
+        let d = try Deployment.load(recipe: repoPath("recipes/\(name).yaml"), inventory: repoPath("inventory/two-sparks.yaml"))
+        let repo = try #require(SimHub.repos.first { $0.model == d.recipe.model })
+        let input = try FitInput(configJSON: repo.config, indexJSON: #"{"metadata": {"total_size": \#(repo.totalSize)}}"#, totalMemory: d.inventory.profileMemoryBytes)
+        let r = Fit.compute(input, tp: 2, engine: d.engine, profile: d.inventory.profile)
+        #expect(r.verdict == verdict, "\(r.messages)")
+        #expect(r.kv_bytes_per_token_per_rank == kvPerToken)
+        #expect(r.kv_tokens == tokens)
+        #expect(Fit.clientMessage(r, clientContext: d.recipe.clientContext) == nil)
+        if name.hasPrefix("nemotron") {
+            // 74.5 GB of NVFP4 weights ÷ 2; 8 attention layers × 2 × 1 KV head × 128 × 1 byte (fp8); 36 Mamba layers of
+            // SSM 128 × 64 × 128 × 4 B (the recipe's float32 SSM cache) + conv 3 × (8192 + 2 × 8 × 128) × 2 B, ÷ 2 ranks,
+            // × 8 sequences; the budget is 0.8 (the Spark override) × 128 GiB.
+            #expect(r.weights_per_rank == 37_250_000_000 && r.attention_layers == 8)
+            #expect(r.mamba_state_bytes_per_sequence == 36 * (128 * 64 * 128 * 4 + 3 * (8192 + 2 * 8 * 128) * 2) / 2)
+            #expect(r.budget == Int(Double(128 * GiB) * 0.8) && r.max_num_seqs == 8 && r.context_at_concurrency == 262144)
+        }
     }
 }

@@ -65,6 +65,8 @@ public struct Inventory: Sendable {
     }
     public var profile: HardwareProfile? { hardware.flatMap { HardwareProfile.known[$0] } }
     public var gpusPerNode: Int { profile?.gpusPerNode ?? 1 }
+    /// A node's memory by the hardware profile (128 GiB when none is named), for checks made without a node.
+    public var profileMemoryBytes: Int { (profile?.memoryGiB ?? 128) << 30 }
 
     /// The HF cache directory on a node.
     public func hfCache(on node: NodeSpec) -> String {

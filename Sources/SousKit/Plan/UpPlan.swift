@@ -9,10 +9,38 @@ public struct PlanStep: Sendable, Encodable, Equatable {
     public var check: String
     /// What the step does when the check says it is not done (`changed`).
     public var apply: String
+    /// What is already known about this step from a local checkpoint (`sous plan --checkpoint DIR`).
+    public var now: String?
+
+    public init(id: String, title: String, nodes: [String], check: String, apply: String, now: String? = nil) {
+        self.id = id
+        self.title = title
+        self.nodes = nodes
+        self.check = check
+        self.apply = apply
+        self.now = now
+    }
 }
 
 /// The ordered steps of `sous up`, as values: `sous plan` prints them, `sous up` runs them.
 public enum UpPlan {
+    /// The steps, with what a local copy of the checkpoint already says about the model and fit steps.
+    public static func steps(_ d: Deployment, checkpoint: CheckpointStatus?) -> [PlanStep] {
+        var steps = steps(d)
+        guard let c = checkpoint else { return steps }
+        for i in steps.indices {
+            if steps[i].id == "model" {
+                steps[i].now = Checkpoint.quantizationLine(recipe: d.recipe, detected: c.quantization)
+                    + (Checkpoint.kvCacheWarning(c.quantization, recipeKVDtype: d.engine.kvCacheDtype).map { "; warning: \($0)" } ?? "")
+            }
+            if steps[i].id == "fit", let input = c.fit {
+                let r = Fit.compute(input, tp: d.recipe.tensorParallelSize, engine: d.engine, profile: d.inventory.profile)
+                steps[i].now = "\(r.verdict.rawValue): \(r.kv_tokens) KV tokens per rank" + (r.messages.isEmpty ? "" : "; " + r.messages.joined(separator: "; "))
+            }
+        }
+        return steps
+    }
+
     public static func steps(_ d: Deployment) -> [PlanStep] {
         let inv = d.inventory, recipe = d.recipe
         let all = inv.nodes.map(\.name)
@@ -25,6 +53,9 @@ public enum UpPlan {
             PlanStep(id: "preflight", title: "preflight", nodes: all,
                      check: "SSH with a verified host key; `sudo -n true`; `docker version`; `nvidia-smi -L` shows a GPU; each node reaches the others' interconnect IP on \(inv.interface); free memory ≥ \(mem)% of total",
                      apply: "nothing: read-only, and `up` stops here on the first failure"),
+            PlanStep(id: "model", title: "checkpoint \(recipe.model)\(recipe.revision.map { "@\($0)" } ?? "") on every node", nodes: all,
+                     check: "in \(inv.hfCache ?? "each user's ~/.cache/huggingface"): config.json, a tokenizer and every shard of the safetensors index, each as long as its header says; the same revision and sizes on every node (vLLM runs with HF_HUB_OFFLINE=1)",
+                     apply: "download once on \(head) with the Hugging Face CLI (the node's, else `hf` in the image; \(inv.hfTokenEnv) for gated models, in a 0600 file), then rsync to the others over \(inv.interface); --no-fetch stops instead"),
             PlanStep(id: "fit", title: "the recipe fits the memory budget", nodes: [head],
                      check: "the checkpoint in \(head)'s HF cache: weights per rank + KV for max_model_len \(d.engine.maxModelLen) within \(mem)% of memory (`sous fit`)",
                      apply: "nothing: `up` stops here when it does not fit (unless --force), before pulling or starting anything"),
@@ -37,9 +68,6 @@ public enum UpPlan {
             PlanStep(id: "pull", title: "pull \(inv.image)", nodes: all,
                      check: "`docker image inspect --format {{.Id}} \(inv.image)` gives one ID on every node",
                      apply: "`docker pull \(inv.image)` on all nodes at once, then compare image IDs"),
-            PlanStep(id: "model", title: "checkpoint \(recipe.model)\(recipe.revision.map { "@\($0)" } ?? "") on every node", nodes: all,
-                     check: "config.json, tokenizer and every safetensors shard under the HF cache (HF_HUB_OFFLINE=1 is set)",
-                     apply: "download once on \(head), copy to the others over the interconnect"),
             PlanStep(id: "env", title: "env file \(NodePaths.envFile) (0600)", nodes: all,
                      check: "the file exists with mode 0600 and the rendered content" + (inv.apiKeyEnv != nil ? " (the API key on \(head) only)" : ""),
                      apply: "SFTP upload to a temporary name with mode 0600, then rename over the old file"),
@@ -69,6 +97,7 @@ public enum UpPlan {
             out += "\n\(String(format: "%2d", i + 1)). \(s.title)  [\(s.nodes.joined(separator: ", "))]\n"
             out += "    ok when: \(s.check)\n"
             out += "    else:    \(s.apply)\n"
+            if let now = s.now { out += "    now:     \(now)\n" }
         }
         return out
     }
