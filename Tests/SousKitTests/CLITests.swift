@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SousSim
 
 func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) {
     let r = try run(sousBinary, args, cwd: repoRoot)
@@ -21,6 +22,27 @@ func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) 
         let json = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
         let nodes = json["nodes"] as! [[String: Any]]
         #expect(nodes.map { $0["name"] as! String } == ["spark-b"])
+    }
+
+    /// A local copy of a checkpoint: plan and render say what vLLM will detect, plan and fit give the verdict.
+    @Test func aLocalCheckpointShowsTheDetectedMethodAndTheVerdict() throws {
+        let hub = FileManager.default.temporaryDirectory.appendingPathComponent("sous-hub-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: hub) }
+        let repo = SimHub.repos.first { $0.model == "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4" }!
+        try SimHub.write(repo, to: hub, shardBytes: 64)
+        let dir = "\(hub)/\(repo.model)"
+        let plan = try sous(["plan", "--recipe", "nemotron-3-super-nvfp4", "--inventory", "inventory/two-sparks.yaml", "--checkpoint", dir])
+        #expect(plan.status == 0, "\(plan.err)")
+        #expect(plan.out.contains("    now:     quantization: auto → the checkpoint says modelopt_fp4 (hf_quant_config.json), KV cache FP8\n"))
+        #expect(plan.out.contains("    now:     fits: 33102230 KV tokens per rank\n"))
+        let render = try sous(["render", "--recipe", "nemotron-3-super-nvfp4", "--inventory", "inventory/two-sparks.yaml", "--checkpoint", dir])
+        #expect(render.out.hasPrefix("# quantization: auto → the checkpoint says modelopt_fp4 (hf_quant_config.json), KV cache FP8\n# sous render: "))
+        // The gpt-oss recipe (kv_cache_dtype auto) against the NVFP4 checkpoint's FP8 KV calibration: a warning.
+        let gpt = try sous(["plan", "--recipe", "gpt-oss-120b", "--inventory", "inventory/two-sparks.yaml", "--checkpoint", dir])
+        #expect(gpt.out.contains("; warning: the checkpoint was calibrated for an FP8 KV cache (hf_quant_config.json); the recipe's kv_cache_dtype is auto"))
+        let fit = try sous(["fit", "--recipe", "nemotron-3-super-nvfp4", "--inventory", "inventory/two-sparks.yaml", "--checkpoint", dir, "--json"])
+        let report = try JSONSerialization.jsonObject(with: Data(fit.out.utf8)) as! [String: Any]
+        #expect(report["verdict"] as? String == "fits" && report["kv_tokens"] as? Int == 33_102_230)
     }
 
     @Test func badInputExitsTwoAndNamesTheProblem() throws {
