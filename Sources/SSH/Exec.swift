@@ -9,7 +9,10 @@ extension Connection {
     /// Runs one command on a new channel: stdin written, stdout and stderr drained together (neither can
     /// fill its window and stall the other), exit status or signal read, and the deadline enforced. The
     /// remote side is wrapped in `timeout` so a command that runs too long is also ended on the node.
-    func exec(_ command: RemoteCommand) throws -> CommandResult {
+    ///
+    /// For streams: `input` is pulled for stdin chunk by chunk until it returns nil (instead of command.stdin),
+    /// and `output` receives stdout as it arrives (instead of collecting it).
+    func exec(_ command: RemoteCommand, input: (() throws -> Data?)? = nil, output: ((Data) throws -> Void)? = nil) throws -> CommandResult {
         guard let session = sessionHandle else { throw fail(.sessionLost, "not connected") }
         let line: String
         do { line = try command.commandLine() } catch { throw error }
@@ -22,14 +25,13 @@ extension Connection {
         defer { libssh2_channel_free(channel) }
         try wait(deadline, what: "starting the command") { sous_channel_exec(channel, line) }
 
-        if let stdin = command.stdin, !stdin.isEmpty {
+        func write(_ stdin: Data) throws {
             try stdin.withUnsafeBytes { raw in
                 var offset = 0
                 let base = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
                 while offset < stdin.count {
                     let n = sous_channel_write(channel, base + offset, stdin.count - offset)
                     if n == Int(LIBSSH2_ERROR_EAGAIN) {
-                        // Keep draining output while the remote side reads slowly.
                         try waitSocket(deadline, what: "writing input")
                         continue
                     }
@@ -37,6 +39,11 @@ extension Connection {
                     offset += n
                 }
             }
+        }
+        if let input {
+            while let chunk = try input() { if !chunk.isEmpty { try write(chunk) } }
+        } else if let stdin = command.stdin, !stdin.isEmpty {
+            try write(stdin)
         }
         try wait(deadline, what: "closing the command's input") { sous_channel_close_stdin(channel) }
 
@@ -50,9 +57,9 @@ extension Connection {
                         isErr ? sous_channel_read_stderr(channel, p.baseAddress, p.count) : sous_channel_read(channel, p.baseAddress, p.count)
                     }
                     if n > 0 {
-                        buffer.withUnsafeBufferPointer { p in
-                            p.baseAddress!.withMemoryRebound(to: UInt8.self, capacity: n) { bytes in
-                                if isErr { err.append(bytes, count: n) } else { out.append(bytes, count: n) }
+                        try buffer.withUnsafeBufferPointer { p in
+                            try p.baseAddress!.withMemoryRebound(to: UInt8.self, capacity: n) { bytes in
+                                if isErr { err.append(bytes, count: n) } else if let output { try output(Data(bytes: bytes, count: n)) } else { out.append(bytes, count: n) }
                             }
                         }
                         progressed = true

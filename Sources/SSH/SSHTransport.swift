@@ -74,6 +74,14 @@ public final class SSHSession: NodeSession, @unchecked Sendable {
         try await perform { try $0.exec(command) }
     }
 
+    public func run(_ command: RemoteCommand, input: @escaping @Sendable () throws -> Data?) async throws -> CommandResult {
+        try await perform { try $0.exec(command, input: input) }
+    }
+
+    public func run(_ command: RemoteCommand, output: @escaping @Sendable (Data) throws -> Void) async throws -> CommandResult {
+        try await perform { try $0.exec(command, output: output) }
+    }
+
     public func upload(_ data: Data, to path: String, mode: Int, sudo: Bool) async throws {
         try await perform { try $0.upload(data, to: path, mode: mode, sudo: sudo) }
     }

@@ -75,10 +75,61 @@ public protocol NodeSession: Sendable {
     func close() async
     /// The host key sous verified for this node (`TYPE BASE64`), so a node can be told to trust it.
     var hostKey: String? { get }
+    /// Runs a command whose stdin is pulled from `input` chunk by chunk until it returns nil (a stream in).
+    func run(_ command: RemoteCommand, input: @escaping @Sendable () throws -> Data?) async throws -> CommandResult
+    /// Runs a command whose stdout goes to `output` as it arrives (a stream out).
+    func run(_ command: RemoteCommand, output: @escaping @Sendable (Data) throws -> Void) async throws -> CommandResult
 }
 
 extension NodeSession {
     public var hostKey: String? { nil }
+    public func run(_ command: RemoteCommand, input: @escaping @Sendable () throws -> Data?) async throws -> CommandResult {
+        throw UsageError("this transport cannot stream")
+    }
+    public func run(_ command: RemoteCommand, output: @escaping @Sendable (Data) throws -> Void) async throws -> CommandResult {
+        throw UsageError("this transport cannot stream")
+    }
+}
+
+/// A bounded byte pipe between two streaming commands on two nodes: the producer blocks when it holds
+/// `limit` bytes, the consumer when it is empty; either side failing cancels both.
+public final class BytePipe: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var chunks: [Data] = []
+    private var held = 0
+    private var closed = false
+    private var cancelled = false
+    public private(set) var moved = 0
+    let limit: Int
+
+    public init(limit: Int = 16 << 20) { self.limit = limit }
+
+    struct Cancelled: Error {}
+
+    public func put(_ d: Data) throws {
+        cond.lock(); defer { cond.unlock() }
+        while held >= limit && !cancelled { cond.wait() }
+        if cancelled { throw Cancelled() }
+        chunks.append(d)
+        held += d.count
+        moved += d.count
+        cond.broadcast()
+    }
+
+    public func take() throws -> Data? {
+        cond.lock(); defer { cond.unlock() }
+        while chunks.isEmpty && !closed && !cancelled { cond.wait() }
+        if cancelled { throw Cancelled() }
+        if chunks.isEmpty { return nil }
+        let d = chunks.removeFirst()
+        held -= d.count
+        cond.broadcast()
+        return d
+    }
+
+    public func close() { cond.lock(); closed = true; cond.broadcast(); cond.unlock() }
+    public func cancel() { cond.lock(); cancelled = true; cond.broadcast(); cond.unlock() }
+    public var bytes: Int { cond.lock(); defer { cond.unlock() }; return moved }
 }
 
 /// Opens sessions to nodes. The libssh2 implementation lives in the SSH module; tests of orchestration

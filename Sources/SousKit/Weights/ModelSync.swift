@@ -256,19 +256,62 @@ public struct ModelSync: Sendable {
         let probe = try await src.run(.shell("command -v rsync >/dev/null || { echo 'rsync is not installed on \(src.node.name)'; exit 1; }; "
                                              + (try ShellQuote.join(ssh + [target, "command -v rsync >/dev/null || { echo \"rsync is not installed on \(t.name)\"; exit 1; }"])) + " 2>&1",
                                              timeout: .seconds(30)))
+        let totalText = try await src.run(.shell("du -sb --exclude='*.incomplete' \(try ShellQuote.quote(from.dir)) | cut -f1"))
+        let total = Int(totalText.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
         guard probe.ok else {
-            throw fail(t.name, "\(src.node.name) cannot copy to \(t.name) over \(t.interconnectIP): \(probe.tail(2))",
-                       hint: "let \(src.node.user)@\(src.node.name) log in to \(target) with a key (`ssh-copy-id \(target)` on \(src.node.name)) and install rsync on both")
+            // The nodes cannot log in to each other (or lack rsync): the bytes go through sous instead.
+            let why = probe.stdoutText.contains("rsync is not installed") ? probe.tail(1) : "\(src.node.name) cannot log in to \(target)"
+            try await stream(from: src, to: dst, from: from, to: to, total: total)
+            return "copied from \(src.node.name) (stream through sous: \(why))"
         }
         let mk = try await dst.run(RemoteCommand(["mkdir", "-p", "--", to.hub]))
         if !mk.ok { throw fail(t.name, "cannot create \(to.hub): \(mk.tail())") }
         let rsync = ["rsync", "-a", "--partial", "--exclude=*.incomplete", "-e", try ShellQuote.join(ssh), from.dir + "/", "\(target):\(to.dir)/"]
-        let total = try await src.run(.shell("du -sb --exclude='*.incomplete' \(try ShellQuote.quote(from.dir)) | cut -f1"))
         let job = try await NodeJob.start(src, dir: work, name: "copy-\(t.name)-\(from.dirName)", script: try ShellQuote.join(rsync))
-        let rc = try await watch(job, phase: "copy from \(src.node.name) (rsync)", total: Int(total.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)),
+        let rc = try await watch(job, phase: "copy from \(src.node.name) (rsync)", total: total,
                                  on: dst, measure: "du -sb \(try ShellQuote.quote(to.dir)) 2>/dev/null | cut -f1")
         if rc != 0 { throw fail(t.name, "rsync from \(src.node.name) failed: \(try await job.log().split(separator: "\n").suffix(3).joined(separator: "\n"))", hint: "run again to resume") }
         return "copied from \(src.node.name) (rsync over \(t.interconnectIP))"
+    }
+
+    /// `tar` on the source, its output streamed through this process into `tar -x` on the target, with at
+    /// most 16 MiB in flight. Slower than rsync between the nodes (every byte crosses this machine's link
+    /// twice) and not resumable within a file, but it needs no login from node to node.
+    func stream(from src: NodeSession, to dst: NodeSession, from: HFRepo, to: HFRepo, total: Int?) async throws {
+        let pipe = BytePipe()
+        let pack = RemoteCommand.shell("tar -C \(try ShellQuote.quote(from.hub)) -cf - --exclude='*.incomplete' \(try ShellQuote.quote(from.dirName))")
+        let unpack = RemoteCommand.shell("mkdir -p \(try ShellQuote.quote(to.hub)) && tar -C \(try ShellQuote.quote(to.hub)) -xf -")
+        @Sendable func produce() async throws -> CommandResult {
+            do {
+                let r = try await src.run(pack, output: { try pipe.put($0) })
+                if r.ok { pipe.close() } else { pipe.cancel() }
+                return r
+            } catch { pipe.cancel(); throw error }
+        }
+        @Sendable func consume() async throws -> CommandResult {
+            do {
+                let r = try await dst.run(unpack, input: { try pipe.take() })
+                if !r.ok { pipe.cancel() }
+                return r
+            } catch { pipe.cancel(); throw error }
+        }
+        let phase = "copy from \(src.node.name) (stream through sous)", node = dst.node.name, interval = pollInterval
+        let report = onProgress, clock = ContinuousClock(), start = clock.now
+        let ticker = Task {
+            while !Task.isCancelled {
+                let elapsed = (clock.now - start).seconds
+                report(TransferProgress(node: node, phase: phase, done: min(pipe.bytes, total ?? .max), total: total, rate: elapsed > 0.2 ? Double(pipe.bytes) / elapsed : 0))
+                try? await Task.sleep(for: interval)
+            }
+        }
+        defer { ticker.cancel() }
+        async let packed = produce()
+        async let unpacked = consume()
+        let (p, u) = try await (packed, unpacked)
+        let elapsed = (clock.now - start).seconds
+        report(TransferProgress(node: node, phase: phase, done: min(pipe.bytes, total ?? .max), total: total, rate: elapsed > 0 ? Double(pipe.bytes) / elapsed : 0))
+        if !p.ok { throw fail(src.node.name, "tar on \(src.node.name) failed: \(p.tail(3))") }
+        if !u.ok { throw fail(node, "tar on \(node) failed: \(u.tail(3))", hint: "run again: the copy starts over") }
     }
 
     /// Polls a background job until it ends, reporting the bytes `measure` prints on `on` as progress.
