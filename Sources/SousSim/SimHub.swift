@@ -19,7 +19,15 @@ public enum SimHub {
         public var hfQuantConfig: String?
         /// metadata.total_size of the index: the real checkpoint's weight bytes.
         public var totalSize: Int
-        public var gated = false
+        public var gated: Bool
+
+        public init(model: String, config: String, hfQuantConfig: String? = nil, totalSize: Int, gated: Bool = false) {
+            self.model = model
+            self.config = config
+            self.hfQuantConfig = hfQuantConfig
+            self.totalSize = totalSize
+            self.gated = gated
+        }
     }
 
     static let nemotronPattern: String = {
@@ -55,16 +63,16 @@ public enum SimHub {
              "num_key_value_heads": 2, "torch_dtype": "bfloat16", "max_position_embeddings": 8192,
              "compression_config": {"format": "float-quantized", "kv_cache_scheme": {"type": "float", "num_bits": 8}}}
             """, totalSize: 6_000_000),
-        Repo(model: "sim-org/tiny-fp8-modelopt", config: """
-            {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "torch_dtype": "bfloat16", "max_position_embeddings": 8192}
-            """, hfQuantConfig: #"{"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": null}}"#,
+        Repo(model: "sim-org/tiny-fp8-modelopt", config: tinyConfig, hfQuantConfig: #"{"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": null}}"#,
              totalSize: 6_000_000),
-        Repo(model: "sim-org/tiny-gated", config: """
-            {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "torch_dtype": "bfloat16", "max_position_embeddings": 8192}
-            """, totalSize: 6_000_000, gated: true),
+        Repo(model: "sim-org/tiny-gated", config: tinyConfig, totalSize: 6_000_000, gated: true),
     ]
+
+    /// A small dense Llama-like architecture for checkpoints that only need to exist.
+    public static let tinyConfig = """
+        {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "torch_dtype": "bfloat16", "max_position_embeddings": 8192}
+        """
 
     static let qwen3MoE = """
         {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "num_hidden_layers": 48, "hidden_size": 2048,

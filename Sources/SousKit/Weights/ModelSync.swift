@@ -319,7 +319,7 @@ public struct ModelSync: Sendable {
         let clock = ContinuousClock(), start = clock.now
         var first: Int?
         while true {
-            let state = try await job.state()
+            let state = try await job.state(wait: pollInterval)
             let m = try await target.run(.shell(measure))
             let bytes = Int(m.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
             if first == nil { first = bytes }
@@ -329,7 +329,7 @@ public struct ModelSync: Sendable {
             switch state {
             case .finished(let rc): return rc
             case .lost: throw fail(job.session.node.name, "the \(phase) process ended without an exit status (killed?)", hint: "run again to resume")
-            case .running: try await Task.sleep(for: pollInterval)
+            case .running: continue
             }
         }
     }
@@ -361,9 +361,19 @@ struct NodeJob: Sendable {
         return job
     }
 
-    func state() async throws -> State {
+    /// Waits on the node up to `wait` for the job to end (so an ending job is seen at once, without a poll
+    /// interval's delay), then says whether it runs, ended with a status, or vanished without one.
+    func state(wait: Duration) async throws -> State {
         let b = try ShellQuote.quote(base)
-        let r = try await session.run(.shell("\(Self.alive)\ncat \(b).rc 2>/dev/null && exit 0; alive \"$(cat \(b).pid 2>/dev/null)\" && echo running || { sleep 0.2; cat \(b).rc 2>/dev/null || echo lost; }"))
+        let tenths = max(1, Int(wait.seconds * 10))
+        let script = """
+        \(Self.alive)
+        p="$(cat \(b).pid 2>/dev/null)"; i=0
+        while [ $i -lt \(tenths) ] && [ ! -f \(b).rc ] && alive "$p"; do sleep 0.1; i=$((i+1)); done
+        cat \(b).rc 2>/dev/null && exit 0
+        alive "$p" && echo running || { sleep 0.2; cat \(b).rc 2>/dev/null || echo lost; }
+        """
+        let r = try await session.run(.shell(script, timeout: wait + .seconds(30)))
         let t = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
         if t == "running" { return .running }
         if let rc = Int32(t) { return .finished(rc) }

@@ -19,9 +19,11 @@ struct SimCommand: ParsableCommand {
 
           sous sim up                      start two nodes, write inventory/sim.yaml
           sous sim fault spark-2 wedge     switch a fault on (--off to clear it)
+          sous sim hub-add org/big --shards 4 --shard-bytes 536870912
+                                           a checkpoint of any size in the stand-in hub (`sous model --fetch` it)
           sous sim down                    remove every process, namespace, link and route it made
         """,
-        subcommands: [SimUp.self, SimDown.self, SimFaultCommand.self]
+        subcommands: [SimUp.self, SimDown.self, SimFaultCommand.self, SimHubAdd.self]
     )
 }
 
@@ -246,6 +248,41 @@ struct SimDown: ParsableCommand {
         _ = try? Local.sh("ip link del \(SimLayout.bridge) 2>/dev/null; ip route del unreachable \(SimLayout.range) 2>/dev/null", check: false)
         try? FileManager.default.removeItem(atPath: l.stateFile)
         if !quiet { print("sim: down (\(namespaces.count) node\(namespaces.count == 1 ? "" : "s"), \(killed) process\(killed == 1 ? "" : "es") stopped)") }
+    }
+}
+
+struct SimHubAdd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hub-add",
+        abstract: "Add a checkpoint to the simulated hub (a small Llama-like config, safetensors shards of the size asked for).",
+        discussion: "The hub is DIR/hub; `sous sim up` fills it with the shipped recipes' models. A recipe naming MODEL can then fetch it."
+    )
+
+    @OptionGroup var options: SimOptions
+
+    @Argument(help: "Model id, ORG/NAME.")
+    var model: String
+
+    @Option(help: "Number of shards.")
+    var shards = 3
+
+    @Option(help: "Bytes per shard.")
+    var shardBytes = 1 << 20
+
+    @Flag(help: "Make it gated (a download needs the token in DIR/hub/.tokens).")
+    var gated = false
+
+    func run() throws {
+        guard model.range(of: "^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$", options: .regularExpression) != nil else {
+            throw UsageError("`\(model)` is not a model id like org/name")
+        }
+        guard (1...64).contains(shards), shardBytes > 0 else { throw UsageError("--shards must be 1…64 and --shard-bytes positive") }
+        let l = options.layout
+        guard FileManager.default.fileExists(atPath: l.hub) else { throw UsageError("no simulated hub in \(l.dir)", hint: "sous sim up") }
+        let repo = SimHub.Repo(model: model, config: SimHub.tinyConfig, totalSize: shards * shardBytes, gated: gated)
+        try SimHub.write(repo, to: l.hub, shards: shards, shardBytes: shardBytes)
+        try Local.sh("chmod -R a+rX '\(l.hub)/\(model)'")
+        print("hub: \(model), \(shards) shards of \(shardBytes) bytes\(gated ? ", gated" : "")")
     }
 }
 
