@@ -62,6 +62,7 @@ import Testing
                                                 "F f 1088 model-00001-of-00002.safetensors", "F f 600 model-00002-of-00002.safetensors", "F f 3 model.safetensors"],
                                         headers: ["H 80 1000 model-00001-of-00002.safetensors", "H 80 1000 model-00002-of-00002.safetensors"]), repo: repo)
         #expect(t.problems == ["model-00002-of-00002.safetensors is 600 bytes, its header says 1088 (truncated or still downloading)"])
+        #expect(t.broken == ["model-00002-of-00002.safetensors"])
         let u = Checkpoint.parse(output(files: ["F f 24 config.json", "F f 10 tokenizer.json", "F f 3 model.safetensors"],
                                         headers: ["H x x model.safetensors"], index: ""), repo: repo)
         #expect(u.problems == ["model.safetensors has no readable safetensors header (3 bytes)"])

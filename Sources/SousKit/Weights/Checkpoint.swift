@@ -34,6 +34,8 @@ public struct CheckpointStatus: Sendable, Encodable {
     /// Every file of the snapshot and its size.
     public var files: [String: Int]
     public var problems: [String]
+    /// Files whose own header proves them broken (truncated, unreadable): to be removed before fetching again.
+    public var broken: [String] = []
     public var quantization: Quantization?
     /// Total memory of the node in bytes (/proc/meminfo MemTotal: unified memory on a GB10).
     public var memTotal: Int
@@ -136,12 +138,11 @@ public enum Checkpoint {
         var status = CheckpointStatus(state: .present, revision: revision, bytes: 0, files: files, problems: [],
                                       quantization: detectQuantization(configJSON: config, hfQuantConfigJSON: hfQuant),
                                       memTotal: memKB * 1024, configJSON: config, indexJSON: index)
-        guard let revision else {
+        guard revision != nil else {
             status.state = .missing
             status.problems = ["no snapshot for \(repo.revision.map { "revision \($0)" } ?? "refs/main") in \(repo.dir)"]
             return status
         }
-        _ = revision
         status.bytes = files.filter { !broken.contains($0.key) }.values.reduce(0, +)
         var problems: [String] = []
         if files["config.json"] == nil || broken.contains("config.json") { problems.append("config.json is missing") }
@@ -162,9 +163,16 @@ public enum Checkpoint {
         }
         for shard in shards {
             guard let size = files[shard], !broken.contains(shard) else { problems.append("\(shard) is missing"); continue }
-            guard let h = headers[shard], let header = h else { problems.append("\(shard) has no readable safetensors header (\(size) bytes)"); continue }
+            guard let h = headers[shard], let header = h else {
+                problems.append("\(shard) has no readable safetensors header (\(size) bytes)")
+                status.broken.append(shard)
+                continue
+            }
             let want = 8 + header.length + header.end
-            if size != want { problems.append("\(shard) is \(size) bytes, its header says \(want) (truncated or still downloading)") }
+            if size != want {
+                problems.append("\(shard) is \(size) bytes, its header says \(want) (truncated or still downloading)")
+                status.broken.append(shard)
+            }
         }
         status.problems = problems
         if !problems.isEmpty { status.state = .incomplete }

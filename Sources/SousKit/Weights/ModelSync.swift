@@ -139,13 +139,9 @@ public struct ModelSync: Sendable {
     /// Files a check proved broken (truncated, unreadable header) are removed with their blobs first: the HF CLI
     /// trusts a snapshot link that exists and would never repair them.
     func removeBroken(_ s: NodeSession, _ st: CheckpointStatus) async throws {
-        let broken = st.problems.compactMap { p -> String? in
-            guard p.contains(" bytes, its header says ") || p.contains(" has no readable safetensors header") else { return nil }
-            return String(p.prefix { $0 != " " })
-        }
-        guard !broken.isEmpty, let rev = st.revision else { return }
+        guard !st.broken.isEmpty, let rev = st.revision else { return }
         let dir = HFRepo(deployment, node: s.node).dir + "/snapshots/" + rev
-        let files = try broken.map { try ShellQuote.quote(dir + "/" + $0) }.joined(separator: " ")
+        let files = try st.broken.map { try ShellQuote.quote(dir + "/" + $0) }.joined(separator: " ")
         let r = try await s.run(.shell("for f in \(files); do rm -f -- \"$(readlink -f -- \"$f\")\" \"$f\"; done", timeout: .seconds(60)))
         if !r.ok { throw fail(s.node.name, "could not remove the broken files: \(r.tail())") }
     }
