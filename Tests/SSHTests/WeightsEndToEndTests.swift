@@ -145,6 +145,28 @@ extension SimEndToEndTests {
         #expect(try snapshotSizes("spark-2") == (try snapshotSizes("spark-1")))
     }
 
+    @Test func anInterruptedDownloadGoesOnAndTheNextRunAttachesToIt() throws {
+        // 12 MiB at 4 MiB/s on the head: about 3 s of download.
+        #expect(try sous(["sim", "hub-add", "--dir", dir, "bench/slow", "--shards", "3", "--shard-bytes", String(4 << 20)]).status == 0)
+        let config = "\(dir)/nodes/spark-1/var-lib/sous-sim/config.json"
+        var c = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: config))) as! [String: Any]
+        c["download_bytes_per_second"] = 4 << 20
+        try JSONSerialization.data(withJSONObject: c).write(to: URL(fileURLWithPath: config))
+        let recipe = try recipe(for: "bench/slow")
+        // sous killed a second in: the download it started runs on.
+        let killed = try model(["--fetch"], recipe: recipe, env: "timeout -s KILL 1.2")
+        #expect(killed.status == 137)
+        #expect(killed.err.contains("spark-1 download (hf on the host): "), "\(killed.err)")
+        #expect(try exec("spark-1", "ls ~/.cache/huggingface/hub/models--bench--slow/blobs | grep -c incomplete") == "spark-1: 1\n")
+        // The next run attaches to it instead of starting another, and finishes the job.
+        let again = try model(["--fetch", "--json"], recipe: recipe)
+        #expect(again.status == 0, "\(again.err)")
+        #expect(again.err.contains("spark-1 download (hf on the host), attached to the run started earlier: "), "\(again.err)")
+        #expect(try modelJSON(again)["spark-2"]?["action"] as? String == "copied from spark-1 (rsync over 10.213.0.12)")
+        #expect(try exec("spark-1", "grep -c 'bench/slow 8 files' /var/lib/sous-sim/downloads.log") == "spark-1: 1\n")
+        #expect(try snapshotSizes("spark-2", "/home/sous/.cache/huggingface/hub/models--bench--slow") == (try snapshotSizes("spark-1", "/home/sous/.cache/huggingface/hub/models--bench--slow")))
+    }
+
     @Test func nodesThatCannotLogInToEachOtherGetAStreamThroughSous() throws {
         try fault("spark-2", "no-node-ssh")
         let r = try model(["--fetch", "--json"])

@@ -194,7 +194,7 @@ public struct ModelSync: Sendable {
         let total = afterMeta.fit?.weightBytes
         let (_, all) = try command([])
         let job = try await NodeJob.start(s, dir: work, name: "download-\(repo.dirName)", script: all)
-        let rc = try await watch(job, phase: "download (\(tool))", total: total, estimated: true, on: s,
+        let rc = try await watch(job, phase: "download (\(tool))" + (job.attached ? ", attached to the run started earlier" : ""), total: total, estimated: true, on: s,
                                  measure: "du -sb \(try ShellQuote.quote(repo.dir + "/blobs")) 2>/dev/null | cut -f1")
         if rc != 0 { throw classify(node, try await job.log(), tool: tool) }
         return tool
@@ -337,12 +337,14 @@ struct NodeJob: Sendable {
     enum State { case running, finished(Int32), lost }
     let session: NodeSession
     let base: String
+    /// The same transfer was already running (started by an earlier, interrupted run).
+    var attached = false
 
     /// A process that exists and is not a zombie (a node whose init does not reap would keep those forever).
     static let alive = #"alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }"#
 
     static func start(_ s: NodeSession, dir: String, name: String, script: String) async throws -> NodeJob {
-        let job = NodeJob(session: s, base: dir + "/" + name)
+        var job = NodeJob(session: s, base: dir + "/" + name)
         let b = try ShellQuote.quote(job.base)
         // A job that wrote no exit status and still runs is the same transfer started earlier: attach to it.
         let start = """
@@ -354,6 +356,7 @@ struct NodeJob: Sendable {
         """
         let r = try await s.run(.shell(start, timeout: .seconds(30)))
         guard r.ok else { throw UpFailure(step: "model", node: s.node.name, cause: "could not start the transfer: \(r.tail())", hint: nil, exitCode: .checkFailed) }
+        job.attached = r.stdoutText.hasPrefix("attached")
         return job
     }
 
