@@ -118,7 +118,7 @@ public struct ModelSync: Sendable {
         if !targets.isEmpty {
             try await trust(targets, on: sessions[src]!, sessions: sessions)
             let copies = await fanOut(targets) { n in
-                try await copy(from: sessions[src]!, to: sessions[n.name]!, source: srcStatus, before: before[n.name]!)
+                try await copy(from: sessions[src]!, to: sessions[n.name]!, before: before[n.name]!)
             }
             for c in copies { actions[c.node.name] = try c.result.get() }
         }
@@ -167,21 +167,18 @@ public struct ModelSync: Sendable {
                 let env = "HF_HUB_DISABLE_PROGRESS_BARS=1" + (hfToken != nil ? " HF_TOKEN_PATH=\(try ShellQuote.quote(tokenFile))" : "")
                 return ("\((hostCLI as NSString).lastPathComponent) on the host", "\(env) \(try ShellQuote.join([hostCLI] + args + ["--cache-dir", repo.hub]))")
             }
-            var docker = ["docker", "run", "--rm", "--network", "host", "--user", "\(s.node.user == "root" ? "0:0" : "$(id -u):$(id -g)")",
+            var docker = ["docker", "run", "--rm", "--network", "host", "--user", "$(id -u):$(id -g)",
                           "-e", "HOME=/tmp", "-e", "HF_HUB_DISABLE_PROGRESS_BARS=1", "-v", "\(repo.cache):/root/.cache/huggingface"]
             if hfToken != nil { docker += ["-v", "\(tokenFile):/run/sous-hf-token:ro", "-e", "HF_TOKEN_PATH=/run/sous-hf-token"] }
             docker += ["--entrypoint", "hf", inv.image] + args + ["--cache-dir", "/root/.cache/huggingface/hub"]
-            let line = try docker.map { $0.hasPrefix("$(") ? $0 : try ShellQuote.quote($0) }.joined(separator: " ")
+            // The node user's own uid, so the files in its cache stay its own (the one unquoted word).
+            let line = try docker.map { $0 == "$(id -u):$(id -g)" ? $0 : try ShellQuote.quote($0) }.joined(separator: " ")
             return ("hf in \(inv.image)", "{ docker image inspect \(try ShellQuote.quote(inv.image)) >/dev/null 2>&1 || docker pull -q \(try ShellQuote.quote(inv.image)) >/dev/null; } && \(line)")
         }
-        do {
-            let tool = try await fetch(s, repo: repo, work: work, command: command)
-            if hfToken != nil { _ = try? await s.run(RemoteCommand(["rm", "-f", "--", tokenFile])) }
-            return "downloaded (\(tool))"
-        } catch {
-            if hfToken != nil { _ = try? await s.run(RemoteCommand(["rm", "-f", "--", tokenFile])) }
-            throw error
-        }
+        let result: Result<String, any Error>
+        do { result = .success(try await fetch(s, repo: repo, work: work, command: command)) } catch { result = .failure(error) }
+        if hfToken != nil { _ = try? await s.run(RemoteCommand(["rm", "-f", "--", tokenFile])) }
+        return "downloaded (\(try result.get()))"
     }
 
     func fetch(_ s: NodeSession, repo: HFRepo, work: String, command: ([String]) throws -> (String, String)) async throws -> String {
@@ -242,7 +239,7 @@ public struct ModelSync: Sendable {
         try await src.upload(Data(lines.utf8), to: work + "/known_hosts", mode: 0o600, sudo: false)
     }
 
-    func copy(from src: NodeSession, to dst: NodeSession, source: CheckpointStatus, before: CheckpointStatus) async throws -> String {
+    func copy(from src: NodeSession, to dst: NodeSession, before: CheckpointStatus) async throws -> String {
         let t = dst.node, work = try await home(src)
         let from = HFRepo(deployment, node: src.node), to = HFRepo(deployment, node: t)
         try await removeBroken(dst, before)
@@ -293,19 +290,18 @@ public struct ModelSync: Sendable {
         }
         let phase = "copy from \(src.node.name) (stream through sous)", node = dst.node.name, interval = pollInterval
         let report = onProgress, clock = ContinuousClock(), start = clock.now
+        let tick: @Sendable () -> Void = {
+            let elapsed = (clock.now - start).seconds
+            report(TransferProgress(node: node, phase: phase, done: min(pipe.bytes, total ?? .max), total: total, rate: elapsed > 0.2 ? Double(pipe.bytes) / elapsed : 0))
+        }
         let ticker = Task {
-            while !Task.isCancelled {
-                let elapsed = (clock.now - start).seconds
-                report(TransferProgress(node: node, phase: phase, done: min(pipe.bytes, total ?? .max), total: total, rate: elapsed > 0.2 ? Double(pipe.bytes) / elapsed : 0))
-                try? await Task.sleep(for: interval)
-            }
+            while !Task.isCancelled { tick(); try? await Task.sleep(for: interval) }
         }
         defer { ticker.cancel() }
         async let packed = produce()
         async let unpacked = consume()
         let (p, u) = try await (packed, unpacked)
-        let elapsed = (clock.now - start).seconds
-        report(TransferProgress(node: node, phase: phase, done: min(pipe.bytes, total ?? .max), total: total, rate: elapsed > 0 ? Double(pipe.bytes) / elapsed : 0))
+        tick()
         if !p.ok { throw fail(src.node.name, "tar on \(src.node.name) failed: \(p.tail(3))") }
         if !u.ok { throw fail(node, "tar on \(node) failed: \(u.tail(3))", hint: "run again: the copy starts over") }
     }
