@@ -8,11 +8,11 @@ struct AuditCommand: AsyncParsableCommand {
         commandName: "audit",
         abstract: "Compare what actually runs on every node with what the recipe renders.",
         discussion: """
-        Reads each node's engine container (image tag and ID, the whole serve argv, the environment's names) and
-        its hardening state, and names every difference: missing, extra and changed flags (parser names compared
-        through vLLM's per-version aliases), a forced --quantization against the checkpoint's own config, an
-        image other than the pinned one, sampling other than the card's, a client context not below
-        max-model-len, NCCL_IB_GID_INDEX, sshd's oom_score_adj, earlyoom. Values of the environment are never
+        Reads each node's engine container (image tag and ID, the whole serve argv, the environment's names) and \
+        its hardening state, and names every difference: missing, extra and changed flags (parser names compared \
+        through vLLM's per-version aliases), a forced --quantization against the checkpoint's own config, an \
+        image other than the pinned one, sampling other than the card's, a client context not below \
+        max-model-len, NCCL_IB_GID_INDEX, sshd's oom_score_adj, earlyoom. Values of the environment are never \
         printed for the API key. Exit 0 clean, 1 drift, 2 bad input, 3 a node unreachable.
         """
     )

@@ -12,10 +12,10 @@ struct OpenCodeCommand: AsyncParsableCommand {
         commandName: "opencode",
         abstract: "The OpenCode provider block for the cluster, merged into opencode.json.",
         discussion: """
-        Reads the served model names and max_model_len back from /v1/models (with the key), and writes the provider
-        the seed describes: npm @ai-sdk/openai-compatible, options.baseURL ending at /v1, options.apiKey
-        "{env:VAR}" (the key itself is never written), the model keyed exactly by its served name with limit.context
-        and limit.output from the recipe, reasoning / tool_call / interleaved. With --write, the provider is merged into
+        Reads the served model names and max_model_len back from /v1/models (with the key), and writes the provider \
+        the seed describes: npm @ai-sdk/openai-compatible, options.baseURL ending at /v1, options.apiKey \
+        "{env:VAR}" (the key itself is never written), the model keyed exactly by its served name with limit.context \
+        and limit.output from the recipe, reasoning / tool_call / interleaved. With --write, the provider is merged into \
         that file (other providers and settings kept) and the default model becomes provider/served-name.
         """
     )

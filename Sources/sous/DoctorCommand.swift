@@ -7,8 +7,8 @@ struct DoctorCommand: AsyncParsableCommand {
         commandName: "doctor",
         abstract: "Tell which row of the seed's gotchas table you are looking at: symptom, cause, fix.",
         discussion: """
-        Runs the agent checks against the head directly (and through --base-url, your public endpoint, when
-        given, to tell a reverse proxy problem apart), and the audit of the running flags (for a forced
+        Runs the agent checks against the head directly (and through --base-url, your public endpoint, when \
+        given, to tell a reverse proxy problem apart), and the audit of the running flags (for a forced \
         --quantization). Exit 0 when nothing but notes is found, 1 otherwise.
         """
     )

@@ -30,9 +30,9 @@ struct ExecCommand: AsyncParsableCommand {
         commandName: "exec",
         abstract: "Run an ad-hoc command on every node at once (like `ansible all -m raw` or pdsh).",
         discussion: """
-        One argument is a shell snippet (`sous exec -i I -- 'uptime; free -g'`); several are argv, each quoted
-        exactly (`sous exec -i I -- docker ps --format '{{.Names}}'`). stdout lines are prefixed with the node
-        name on stdout, stderr lines on stderr. Exit 0 only if every node exited 0; 1 if a command failed;
+        One argument is a shell snippet (`sous exec -i I -- 'uptime; free -g'`); several are argv, each quoted \
+        exactly (`sous exec -i I -- docker ps --format '{{.Names}}'`). stdout lines are prefixed with the node \
+        name on stdout, stderr lines on stderr. Exit 0 only if every node exited 0; 1 if a command failed; \
         3 if a node could not be reached.
         """
     )

@@ -7,12 +7,12 @@ struct FitCommand: AsyncParsableCommand {
         commandName: "fit",
         abstract: "Will it fit? The memory budget per rank from the checkpoint, before anything starts.",
         discussion: """
-        Weights per rank (the safetensors index's total size ÷ tensor-parallel size), KV bytes per token per rank
-        (2 × attention layers × ceil(KV heads ÷ ranks) × head dim × KV dtype; for hybrid Mamba models only the
-        attention layers, plus a fixed recurrent state per sequence), the budget (total memory × the memory
-        fraction, minus a stated 4 GiB allowance for activations and CUDA graphs), the KV tokens that fit, the
-        context each of max_num_seqs sequences gets, and the OS headroom. Reads the checkpoint from the head's HF
-        cache, or from --checkpoint DIR (config.json and model.safetensors.index.json) with the profile's memory.
+        Weights per rank (the safetensors index's total size ÷ tensor-parallel size), KV bytes per token per rank \
+        (2 × attention layers × ceil(KV heads ÷ ranks) × head dim × KV dtype; for hybrid Mamba models only the \
+        attention layers, plus a fixed recurrent state per sequence), the budget (total memory × the memory \
+        fraction, minus a stated 4 GiB allowance for activations and CUDA graphs), the KV tokens that fit, the \
+        context each of max_num_seqs sequences gets, and the OS headroom. Reads the checkpoint from the head's HF \
+        cache, or from --checkpoint DIR (config.json and model.safetensors.index.json) with the profile's memory. \
         Exit 0 fits, 1 does not fit.
         """
     )

@@ -8,10 +8,10 @@ struct HardenCommand: AsyncParsableCommand {
         commandName: "harden",
         abstract: "Keep sshd alive under memory pressure on every node (OOMScoreAdjust=-1000, earlyoom).",
         discussion: """
-        On each node: a systemd drop-in /etc/systemd/system/ssh.service.d/sous-oom.conf with OOMScoreAdjust=-1000,
-        daemon-reload and a restart of ssh (open sessions survive), verified on the running sshd's
-        /proc/PID/oom_score_adj; earlyoom installed, configured in /etc/default/earlyoom to avoid sshd, systemd,
-        dockerd and containerd and to prefer vLLM, Python and Ray, enabled and active. A second run changes nothing.
+        On each node: a systemd drop-in /etc/systemd/system/ssh.service.d/sous-oom.conf with OOMScoreAdjust=-1000, \
+        daemon-reload and a restart of ssh (open sessions survive), verified on the running sshd's \
+        /proc/PID/oom_score_adj; earlyoom installed, configured in /etc/default/earlyoom to avoid sshd, systemd, \
+        dockerd and containerd and to prefer vLLM, Python and Ray, enabled and active. A second run changes nothing. \
         --check changes nothing and exits 1 when a node has drifted.
         """
     )

@@ -9,9 +9,9 @@ struct InitCommand: AsyncParsableCommand {
         commandName: "init",
         abstract: "Write an inventory from live nodes: GPU, memory, Docker, sudo, the ConnectX-7 interface and addresses.",
         discussion: """
-        Connects to each host (host keys verified; unknown ones accepted only with --accept-new), reads hostname, OS,
-        nvidia-smi, /proc/meminfo, docker, sudo -n, `ip -j addr` and ibdev2netdev, picks the interface that is up on
-        every node with addresses in one subnet, and writes a commented inventory. An existing file is never
+        Connects to each host (host keys verified; unknown ones accepted only with --accept-new), reads hostname, OS, \
+        nvidia-smi, /proc/meminfo, docker, sudo -n, `ip -j addr` and ibdev2netdev, picks the interface that is up on \
+        every node with addresses in one subnet, and writes a commented inventory. An existing file is never \
         overwritten without --force: you get a diff instead (exit 1).
         Example: sous init --hosts spark@spark-a.local,spark@spark-b.local --accept-new --write inventory/sparks.yaml
         """

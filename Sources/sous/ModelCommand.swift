@@ -7,20 +7,21 @@ struct ModelCommand: AsyncParsableCommand {
         commandName: "model",
         abstract: "Is the recipe's checkpoint on every node, complete and the same? With --fetch, make it so.",
         discussion: """
-        Per node: present / missing / incomplete, the revision (refs/main or the recipe's `revision`), the size,
-        and the quantization the checkpoint declares (config.json quantization_config, compression_config, or
-        ModelOpt's hf_quant_config.json — what vLLM reads when the recipe says `quantization: auto`). Complete
-        means config.json, a tokenizer, and every shard the safetensors index names, each as long as its own
+        Per node: present / missing / incomplete, the revision (refs/main or the recipe's `revision`), the size, \
+        and the quantization the checkpoint declares (config.json quantization_config, compression_config, or \
+        ModelOpt's hf_quant_config.json — what vLLM reads when the recipe says `quantization: auto`). Complete \
+        means config.json, a tokenizer, and every shard the safetensors index names, each as long as its own \
         safetensors header says (a truncated shard is found without hashing 70 GB).
 
-        --fetch downloads it once, on the head, with the Hugging Face CLI on the node (or `hf` inside the
-        pinned image when the node has none), then copies it to the other nodes over their interconnect
-        addresses with rsync (the head logs in to the workers with its own key; sous gives it a known_hosts
-        file with the host keys sous verified). Files proven broken are removed and fetched again; a run that
-        was interrupted resumes. For a gated model export the variable the inventory's hf_token_env names
+        --fetch downloads it once, on the head, with the Hugging Face CLI on the node (or `hf` inside the \
+        pinned image when the node has none), then copies it to the other nodes over their interconnect \
+        addresses with rsync (the head logs in to the workers with its own key; sous gives it a known_hosts \
+        file with the host keys sous verified; when it cannot log in, or a node lacks rsync, the bytes stream through \
+        sous instead). Files proven broken are removed and fetched again; a run that \
+        was interrupted resumes. For a gated model export the variable the inventory's hf_token_env names \
         (default HF_TOKEN): the token reaches the head only as a 0600 file, read through HF_TOKEN_PATH.
 
-        Exit 0 when every node holds the same complete checkpoint, 1 when not (or a transfer failed),
+        Exit 0 when every node holds the same complete checkpoint, 1 when not (or a transfer failed), \
         2 for a gated model without a usable token, 3 when a node is unreachable.
 
           sous model --recipe nemotron-3-super-nvfp4 --inventory inventory/sim.yaml --fetch

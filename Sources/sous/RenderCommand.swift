@@ -6,12 +6,16 @@ struct RenderCommand: ParsableCommand {
         commandName: "render",
         abstract: "Print exactly what each node will run, secrets as [REDACTED].",
         discussion: """
-        shell   (default) a script per node a person can paste: the 0600 env file, then `docker run … vllm serve …`.
-                The API key line reads the key from your shell ($VLLM_API_KEY or the inventory's api_key_env),
-                so it never appears on a command line.
-        config  the same, with the shared flags in a `vllm serve --config` YAML file and only per-node flags
-                (--node-rank, --headless, --host/--port on the head) on the command line.
-        json    argv, env (key redacted) and the config YAML per node, for scripts.
+        shell (default): a script per node a person can paste: the 0600 env file, then `docker run … vllm serve …`. \
+        The API key line reads the key from your shell ($VLLM_API_KEY or the inventory's api_key_env), so it never \
+        appears on a command line.
+
+        config: the same, with the shared flags in a `vllm serve --config` YAML file and only per-node flags \
+        (--node-rank, --headless, --host/--port on the head) on the command line.
+
+        json: argv, env (key redacted) and the config YAML per node, for scripts.
+
+        --checkpoint DIR (a local copy of the checkpoint) adds the quantization vLLM will detect from it.
 
         Example:
           sous render --recipe recipes/nemotron-3-super-nvfp4.yaml --inventory inventory/two-sparks.yaml

@@ -8,10 +8,10 @@ struct RollCommand: AsyncParsableCommand {
         commandName: "roll",
         abstract: "Bump the vLLM image with automatic rollback.",
         discussion: """
-        Takes the cluster lock on the head, pre-pulls the new image on every node while the old engine keeps
-        serving (one image ID everywhere), then switches and gates exactly as `up` does (fingerprint tp<N>, a
-        real completion, the four agent checks). On any failure it starts the previous image again (it is still on
-        the nodes) and gates that too. Prints the fingerprint diff, the serving gap and the outcome; both the attempt
+        Takes the cluster lock on the head, pre-pulls the new image on every node while the old engine keeps \
+        serving (one image ID everywhere), then switches and gates exactly as `up` does (fingerprint tp<N>, a \
+        real completion, the four agent checks). On any failure it starts the previous image again (it is still on \
+        the nodes) and gates that too. Prints the fingerprint diff, the serving gap and the outcome; both the attempt \
         and any rollback go to the journal (`sous history`). Exit 0 verified, 1 rolled back or failed.
         """
     )

@@ -7,10 +7,10 @@ struct RotateKeyCommand: AsyncParsableCommand {
         commandName: "rotate-key",
         abstract: "Replace the API key on the cluster and verify that only the new one works.",
         discussion: """
-        Generates a random key, writes it to --key-file (mode 0600) before touching the cluster, puts it in the
-        head's 0600 env file and restarts the engine through the gated `up` path, then checks the new key works and
-        the old one (from $VLLM_API_KEY, or the inventory's api_key_env) gets 401. If the new engine does not verify,
-        the old key is put back. The key is printed only with --print.
+        Generates a random key, writes it to --key-file (mode 0600) before touching the cluster, puts it in the \
+        head's 0600 env file and restarts the engine through the gated `up` path, then checks the new key works and \
+        the old one (from $VLLM_API_KEY, or the inventory's api_key_env) gets 401. If the new engine does not verify, \
+        the old key is put back. The key is printed only with --print. \
         Clients read it where you put it: export VLLM_API_KEY="$(cat KEYFILE)" for sous and for OpenCode's {env:VLLM_API_KEY}.
         """
     )

@@ -15,12 +15,13 @@ struct Sous: AsyncParsableCommand {
         each node runs.
 
         Start with:
-          sous recipes                                   list the shipped recipes
-          sous render --recipe R --inventory I           what each node will run
-          sous plan   --recipe R --inventory I           the steps of bringing the cluster up
-          sous up     --recipe R --inventory I           bring it up and verify it like an agent
-          sous sim up                                    a simulated pair to rehearse on (inventory/sim.yaml)
-          sous exec   -i I -- uptime                     a command on every node at once
+          sous recipes                          list the shipped recipes
+          sous render --recipe R --inventory I  what each node will run
+          sous plan   --recipe R --inventory I  the steps of bringing it up
+          sous model  --recipe R --inventory I  the checkpoint on every node
+          sous up     --recipe R --inventory I  bring it up, verify it like an agent
+          sous sim up                           a simulated pair to rehearse on
+          sous exec   -i I -- uptime            a command on every node at once
 
         Exit codes: 0 ok · 1 a check failed or drift · 2 bad input or usage (nothing touched) · 3 a node could not be reached.
         """,

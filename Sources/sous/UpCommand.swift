@@ -79,11 +79,11 @@ struct UpCommand: AsyncParsableCommand {
         commandName: "up",
         abstract: "Bring the cluster up and verify it: preflight, pull, env files, workers then head, then wait and check like an agent.",
         discussion: """
-        Every step first checks whether it is already done: `up` on a healthy cluster restarts nothing and
-        verifies. A node without the recipe's checkpoint gets it first (see `sous model`), unless --no-fetch. It ends with a system_fingerprint that shows tp<N> (vLLM ≥ 0.21) and the seed's four agent
-        checks, or stops with the step, the node, the cause and that node's container log.
-        The API key is read from the environment variable the inventory names (api_key_env, default VLLM_API_KEY);
-        it reaches the head only inside a 0600 env file. The result is appended to /var/lib/sous/journal.jsonl on
+        Every step first checks whether it is already done: `up` on a healthy cluster restarts nothing and \
+        verifies. A node without the recipe's checkpoint gets it first (see `sous model`), unless --no-fetch. It ends with a system_fingerprint that shows tp<N> (vLLM ≥ 0.21) and the seed's four agent \
+        checks, or stops with the step, the node, the cause and that node's container log. \
+        The API key is read from the environment variable the inventory names (api_key_env, default VLLM_API_KEY); \
+        it reaches the head only inside a 0600 env file. The result is appended to /var/lib/sous/journal.jsonl on \
         the head and to ~/.local/state/sous/journal.jsonl.
 
         Try it on the simulated pair:  sous sim up && VLLM_API_KEY=dev sous up --recipe nemotron-3-super-nvfp4 --inventory inventory/sim.yaml
@@ -142,8 +142,8 @@ struct ValidateCommand: AsyncParsableCommand {
         commandName: "validate",
         abstract: "Run the seed's four agent checks against any OpenAI-compatible endpoint, with a diagnosis for each failure.",
         discussion: """
-        1 model list (with the key; and 401 without it)  2 a forced get_weather tool call  3 JSON-parseable
-        arguments  4 a tool-result round trip that ends in an answer. With --tp N, the completion's
+        1 model list (with the key; and 401 without it)  2 a forced get_weather tool call  3 JSON-parseable \
+        arguments  4 a tool-result round trip that ends in an answer. With --tp N, the completion's \
         system_fingerprint must also show tpN. Exit 0 when every check passes, 1 otherwise.
 
         Example: VLLM_API_KEY=… sous validate --base-url http://spark-a:8000/v1 --model nvidia/nemotron-3-super --tp 2

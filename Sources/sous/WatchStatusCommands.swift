@@ -9,10 +9,10 @@ struct WatchCommand: AsyncParsableCommand {
         commandName: "watch",
         abstract: "Watch the endpoint from another machine and run a recovery command after N consecutive failures.",
         discussion: """
-        Probes /health and a one-token completion (a wedged NCCL link keeps /health green) every --interval
-        seconds; after --failures consecutive failures runs --on-failure with /bin/sh (a BMC power cycle, a smart
-        plug, `sous up …`), never twice at once, then backs off (--backoff, doubling up to 10 min). Each trigger is
-        journaled locally. --install writes a systemd unit that runs this watch (the key comes from an
+        Probes /health and a one-token completion (a wedged NCCL link keeps /health green) every --interval \
+        seconds; after --failures consecutive failures runs --on-failure with /bin/sh (a BMC power cycle, a smart \
+        plug, `sous up …`), never twice at once, then backs off (--backoff, doubling up to 10 min). Each trigger is \
+        journaled locally. --install writes a systemd unit that runs this watch (the key comes from an \
         EnvironmentFile you create with mode 0600).
         """
     )

@@ -17,11 +17,14 @@ struct SimCommand: ParsableCommand {
         with a login user `sous` that has passwordless sudo. docker and nvidia-smi are modelled; `docker run` starts \
         a simulated vLLM that parses the real flags, joins the ranks over TCP and serves the OpenAI API.
 
-          sous sim up                      start two nodes, write inventory/sim.yaml
-          sous sim fault spark-2 wedge     switch a fault on (--off to clear it)
+        A stand-in hub (DIR/hub) holds small checkpoints in the real formats, and each node has a modelled `hf` \
+        CLI; the nodes log in to each other with the login user's key, so `sous model --fetch` runs real rsync.
+
+          sous sim up                   start two nodes, write inventory/sim.yaml
+          sous sim fault spark-2 wedge  switch a fault on (--off to clear it)
           sous sim hub-add org/big --shards 4 --shard-bytes 536870912
-                                           a checkpoint of any size in the stand-in hub (`sous model --fetch` it)
-          sous sim down                    remove every process, namespace, link and route it made
+                                        a checkpoint of any size in the hub
+          sous sim down                 remove everything sim up made
         """,
         subcommands: [SimUp.self, SimDown.self, SimFaultCommand.self, SimHubAdd.self]
     )
