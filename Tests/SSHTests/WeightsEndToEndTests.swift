@@ -117,6 +117,23 @@ extension SimEndToEndTests {
         #expect(q["kvCache"] as? String == kv)
     }
 
+    @Test func aPinnedRevisionIsFetchedAndAnUnknownOneIsBadInput() throws {
+        let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/hub/sim-org/tiny-compressed/.sim-repo.json"))) as! [String: Any]
+        let commit = try #require(meta["revision"] as? String)
+        let pinned = try recipe(for: "sim-org/tiny-compressed")
+        try (try String(contentsOfFile: pinned, encoding: .utf8)).replacingOccurrences(of: "\nmodel: sim-org/tiny-compressed\n", with: "\nmodel: sim-org/tiny-compressed\nrevision: \(commit)\n")
+            .write(toFile: pinned, atomically: true, encoding: .utf8)
+        let r = try model(["--fetch", "--json"], recipe: pinned)
+        #expect(r.status == 0, "\(r.err)")
+        #expect((try modelJSON(r)["spark-2"]?["status"] as? [String: Any])?["revision"] as? String == commit)
+
+        try (try String(contentsOfFile: pinned, encoding: .utf8)).replacingOccurrences(of: "revision: \(commit)", with: "revision: 0000000000000000000000000000000000000000")
+            .write(toFile: pinned, atomically: true, encoding: .utf8)
+        let unknown = try model(["--fetch"], recipe: pinned)
+        #expect(unknown.status == 2)
+        #expect(unknown.err.contains("error: model failed on spark-1: sim-org/tiny-compressed has no revision 0000000000000000000000000000000000000000"), "\(unknown.err)")
+    }
+
     @Test func aGatedModelNeedsTheTokenWhichTravelsOnlyInAFile() throws {
         let recipe = try recipe(for: "sim-org/tiny-gated")
         let r = try model(["--fetch"], recipe: recipe)
