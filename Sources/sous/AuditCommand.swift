@@ -12,7 +12,7 @@ struct AuditCommand: AsyncParsableCommand {
         its hardening state, and names every difference: missing, extra and changed flags (parser names compared \
         through vLLM's per-version aliases), a forced --quantization against the checkpoint's own config, an \
         image other than the pinned one, sampling other than the card's, a client context not below \
-        max-model-len, NCCL_IB_GID_INDEX, sshd's oom_score_adj, earlyoom. Values of the environment are never \
+        max-model-len, NCCL_IB_GID_INDEX, sshd's oom_score_adj, earlyoom, and the checkpoint (complete on every node, the head's revision and files on the workers). Values of the environment are never \
         printed for the API key. Exit 0 clean, 1 drift, 2 bad input, 3 a node unreachable.
         """
     )

@@ -239,6 +239,10 @@ import SousTestSupport
         #expect(r.out.contains("  DRIFT  env NCCL_IB_GID_INDEX is pinned"))
         #expect(r.out.hasSuffix("drift on spark-2\n"))
         #expect(!r.out.contains(key))
+        // A worker's checkpoint that no longer matches the head's.
+        _ = try exec("spark-2", "truncate -s -10 \"$(readlink -f /home/sous/.cache/huggingface/hub/models--nvidia--NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4/snapshots/*/model-00001-of-00003.safetensors)\"")
+        let ckpt = try sous(["audit", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory])
+        #expect(ckpt.out.contains("  DRIFT  checkpoint incomplete: model-00001-of-00003.safetensors is 1048694 bytes, its header says 1048704"), "\(ckpt.out)")
     }
 
     @Test func openCodeConfigKeepsTheUsersSettings() throws {

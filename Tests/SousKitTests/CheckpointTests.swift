@@ -115,3 +115,22 @@ import Testing
                 == "spark-1 download (hf on the host): 5.0 KiB / ~74.0 GiB")
     }
 }
+
+@Suite struct CheckpointAuditTests {
+    func status(_ state: CheckpointStatus.State = .present, rev: String? = "0123456789abcdef", files: [String: Int] = ["config.json": 10, "model.safetensors": 100],
+                problems: [String] = []) -> CheckpointStatus {
+        CheckpointStatus(state: state, revision: rev, bytes: files.values.reduce(0, +), files: files, problems: problems, memTotal: 0)
+    }
+
+    @Test func findings() {
+        let head = status()
+        #expect(Audit.checkpoint(head, head: head, headName: "spark-1", isHead: true) == Finding(kind: .ok, text: "checkpoint 0123456789ab complete (110 B)"))
+        #expect(Audit.checkpoint(status(), head: head, headName: "spark-1", isHead: false) == Finding(kind: .ok, text: "checkpoint 0123456789ab complete (110 B), same as spark-1's"))
+        #expect(Audit.checkpoint(status(rev: "fedcba9876543210"), head: head, headName: "spark-1", isHead: false)
+                == Finding(kind: .drift, text: "checkpoint at revision fedcba987654, spark-1 has 0123456789ab"))
+        #expect(Audit.checkpoint(status(files: ["config.json": 10, "model.safetensors": 99]), head: head, headName: "spark-1", isHead: false)
+                == Finding(kind: .drift, text: "checkpoint files differ from spark-1's: model.safetensors"))
+        #expect(Audit.checkpoint(status(.missing, rev: nil, files: [:], problems: ["no snapshot for refs/main in /c"]), head: head, headName: "spark-1", isHead: false)
+                == Finding(kind: .drift, text: "checkpoint missing: no snapshot for refs/main in /c"))
+    }
+}

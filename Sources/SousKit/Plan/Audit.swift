@@ -109,6 +109,18 @@ public enum Audit {
         return f
     }
 
+    /// The node's checkpoint: complete, and (on a worker) the head's revision and files, size for size.
+    public static func checkpoint(_ c: CheckpointStatus, head: CheckpointStatus, headName: String, isHead: Bool) -> Finding {
+        let rev = c.revision.map { String($0.prefix(12)) } ?? "?"
+        if c.state != .present { return Finding(kind: .drift, text: "checkpoint \(c.state.rawValue): \(c.problems.joined(separator: "; "))") }
+        if !isHead {
+            if c.revision != head.revision { return Finding(kind: .drift, text: "checkpoint at revision \(rev), \(headName) has \(head.revision.map { String($0.prefix(12)) } ?? "none")") }
+            let differ = Set(c.files.keys).union(head.files.keys).filter { c.files[$0] != head.files[$0] }.sorted()
+            if !differ.isEmpty { return Finding(kind: .drift, text: "checkpoint files differ from \(headName)'s: \(differ.prefix(3).joined(separator: ", "))\(differ.count > 3 ? " and \(differ.count - 3) more" : "")") }
+        }
+        return Finding(kind: .ok, text: "checkpoint \(rev) complete (\(Bytes.text(c.bytes)))" + (isHead ? "" : ", same as \(headName)'s"))
+    }
+
     /// Variables an image sets itself (they show up in docker inspect without anyone asking).
     static let dockerDefaults: Set<String> = ["PATH", "HOME", "HOSTNAME", "LANG", "LC_ALL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
                                               "CUDA_VERSION", "NV_CUDA_LIB_VERSION", "PYTHONUNBUFFERED", "VLLM_USAGE_SOURCE", "SOUS_SIM_IMAGE", "SOUS_SIM_CONTAINER", "TERM"]

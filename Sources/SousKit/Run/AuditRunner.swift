@@ -26,18 +26,26 @@ public struct AuditRunner: Sendable {
             let outcomes = await fanOut(commands.map(\.node)) { node in
                 let s = sessions[node.name]!
                 let c = commands.first { $0.node.name == node.name }!
-                let running = try await gather(s, node: node)
+                let checkpoint = try await Checkpoint.read(s, repo: HFRepo(deployment, node: node))
+                let running = try await gather(s, node: node, checkpoint: checkpoint)
                 var findings = Audit.compare(expected: c, running: running, deployment: deployment)
                 for step in try await Harden.run(s, check: true).steps {
                     findings.append(Finding(kind: step.status == .ok ? .ok : .drift, text: "hardening \(step.step): \(step.detail)"))
                 }
-                return NodeAudit(node: node.name, role: c.isHead ? "head" : "worker", findings: findings)
+                return (NodeAudit(node: node.name, role: c.isHead ? "head" : "worker", findings: findings), checkpoint)
             }
-            return try outcomes.map { try $0.result.get() }
+            let gathered = try outcomes.map { try $0.result.get() }
+            // The checkpoint: complete on every node, and the same revision and files as the head's.
+            let head = gathered.first { $0.0.role == "head" }!.1
+            return gathered.map { audit, ckpt in
+                var a = audit
+                a.findings.append(Audit.checkpoint(ckpt, head: head, headName: inv.head.name, isHead: audit.role == "head"))
+                return a
+            }
         }
     }
 
-    func gather(_ s: NodeSession, node: NodeSpec) async throws -> RunningNode {
+    func gather(_ s: NodeSession, node: NodeSpec, checkpoint: CheckpointStatus) async throws -> RunningNode {
         let r = try await s.run(RemoteCommand(["docker", "inspect", "--format", "{{json .}}", NodePaths.container]))
         guard r.ok, let obj = try? JSONSerialization.jsonObject(with: r.stdout) as? [String: Any] else {
             return RunningNode(node: node, running: false, imageRef: "", imageID: "", args: [], env: [], checkpointQuantization: nil)
@@ -47,7 +55,7 @@ public struct AuditRunner: Sendable {
             let p = e.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(p[0]), p.count > 1 ? String(p[1]) : "")
         }
-        let quant = try await Checkpoint.read(s, repo: HFRepo(deployment, node: node)).quantization?.method
+        let quant = checkpoint.quantization?.method
         return RunningNode(node: node, running: (obj["State"] as? [String: Any])?["Running"] as? Bool ?? false,
                            imageRef: config["Image"] as? String ?? "", imageID: obj["Image"] as? String ?? "",
                            args: obj["Args"] as? [String] ?? [], env: env, checkpointQuantization: quant)
