@@ -55,7 +55,7 @@ struct ModelCommand: AsyncParsableCommand {
             for r in results {
                 let s = r.status
                 let quant: String = s.quantization.map { q in q.method + (q.kvCache.map { ", KV \($0)" } ?? "") } ?? "-"
-                rows.append([r.node, s.state.rawValue, s.revision.map { String($0.prefix(12)) } ?? "-", s.state == .missing ? "-" : Bytes.text(s.bytes), quant, r.action ?? ""])
+                rows.append([r.node, s.state.rawValue, s.revision.map { String($0.prefix(12)) } ?? "-", s.state == .missing ? "-" : Human.bytes(s.bytes), quant, r.action ?? ""])
             }
             print(formatTable([["NODE", "STATE", "REVISION", "SIZE", "QUANTIZATION", "DONE"]] + rows), terminator: "")
             for r in results {

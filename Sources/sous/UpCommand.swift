@@ -3,8 +3,8 @@ import Foundation
 import SousKit
 import SSH
 
-/// Progress lines: one per step, with its time; transfers as a line rewritten in place on a terminal, or a
-/// line every few seconds per node otherwise.
+/// Progress lines: one per step, with its time; what waits (transfers, the engine's load) as a line rewritten
+/// in place on a terminal, or a line every 5 s per thing otherwise.
 struct LineReporter: Reporter {
     var toStderr: Bool
     let transfers = TransferPrinter()
@@ -18,7 +18,7 @@ struct LineReporter: Reporter {
         handle.write(Data(line.utf8))
     }
 
-    func progress(_ p: TransferProgress) { transfers.show(p, handle) }
+    func progress(key: String, line: String, done: Bool) { transfers.show(key: key, line: line, done: done, handle) }
 }
 
 final class TransferPrinter: @unchecked Sendable {
@@ -26,17 +26,17 @@ final class TransferPrinter: @unchecked Sendable {
     private var last: [String: ContinuousClock.Instant] = [:]
     private var open = false
 
-    func show(_ p: TransferProgress, _ h: FileHandle) {
+    func show(key: String, line: String, done: Bool, _ h: FileHandle) {
         lock.lock(); defer { lock.unlock() }
         if isatty(h.fileDescriptor) != 0 {
-            h.write(Data(("\r\u{1b}[K        " + p.line).utf8))
+            h.write(Data(("\r\u{1b}[K        " + line).utf8))
             open = true
             return
         }
         let now = ContinuousClock.now
-        if let t = last[p.node + p.phase], now - t < .seconds(5), p.done != p.total { return }
-        last[p.node + p.phase] = now
-        h.write(Data(("        " + p.line + "\n").utf8))
+        if let t = last[key], now - t < .seconds(5), !done { return }
+        last[key] = now
+        h.write(Data(("        " + line + "\n").utf8))
     }
 
     func finishLine(_ h: FileHandle) {

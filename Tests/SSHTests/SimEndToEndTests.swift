@@ -46,6 +46,8 @@ import SousTestSupport
         let checks = result["checks"] as! [[String: Any]]
         #expect(checks.count == 6 && checks.allSatisfy { $0["passed"] as? Bool == true })
         #expect(result["restarted"] as? Bool == true)
+        // While the engine loads: how long, and the head's latest log line (progress goes to stderr with --json).
+        #expect(first.err.contains("        waiting 1s of 30m00s for /health; spark-1: INFO "), "\(first.err)")
         let idBefore = try exec("spark-1", "docker inspect --format '{{.Id}}' sous-vllm")
 
         let second = try up()

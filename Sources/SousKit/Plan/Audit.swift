@@ -118,7 +118,7 @@ public enum Audit {
             let differ = Set(c.files.keys).union(head.files.keys).filter { c.files[$0] != head.files[$0] }.sorted()
             if !differ.isEmpty { return Finding(kind: .drift, text: "checkpoint files differ from \(headName)'s: \(differ.prefix(3).joined(separator: ", "))\(differ.count > 3 ? " and \(differ.count - 3) more" : "")") }
         }
-        return Finding(kind: .ok, text: "checkpoint \(rev) complete (\(Bytes.text(c.bytes)))" + (isHead ? "" : ", same as \(headName)'s"))
+        return Finding(kind: .ok, text: "checkpoint \(rev) complete (\(Human.bytes(c.bytes)))" + (isHead ? "" : ", same as \(headName)'s"))
     }
 
     /// Variables an image sets itself (they show up in docker inspect without anyone asking).

@@ -3,12 +3,14 @@ import Foundation
 /// Progress of a long operation, one line per step.
 public protocol Reporter: Sendable {
     func step(_ name: String, _ status: StepStatus, _ detail: String, elapsed: Duration)
-    /// Bytes moved so far by a download or copy.
-    func progress(_ p: TransferProgress)
+    /// How something that waits is going (a transfer's bytes, the engine's load): the latest line per key.
+    /// `done` marks the last line of that thing (always shown).
+    func progress(key: String, line: String, done: Bool)
 }
 
 extension Reporter {
-    public func progress(_ p: TransferProgress) {}
+    public func progress(key: String, line: String, done: Bool) {}
+    public func progress(_ p: TransferProgress) { progress(key: p.node + " " + p.phase, line: p.line, done: p.total.map { p.done >= $0 } ?? false) }
 }
 
 public enum StepStatus: String, Sendable, Encodable {
@@ -163,7 +165,7 @@ public struct UpRunner: Sendable {
         let actions = models.compactMap { r in r.action.map { "\(r.node) \($0)" } }
         let ckpt = models.first { $0.node == inv.head.name }!.status
         record("model", actions.isEmpty ? .ok : .changed,
-               "\(deployment.recipe.model)@\(ckpt.revision?.prefix(12) ?? "?") \(Bytes.text(ckpt.bytes)) on \(models.count) nodes" + (actions.isEmpty ? "" : "; " + actions.joined(separator: "; ")), t)
+               "\(deployment.recipe.model)@\(ckpt.revision?.prefix(12) ?? "?") \(Human.bytes(ckpt.bytes)) on \(models.count) nodes" + (actions.isEmpty ? "" : "; " + actions.joined(separator: "; ")), t)
         t = clock.now
         if case .method(let forced, _) = deployment.recipe.quantization, let found = ckpt.quantization,
            !Checkpoint.quantizationAgrees(forced: forced, checkpoint: found.method) {
@@ -258,6 +260,7 @@ public struct UpRunner: Sendable {
         t = clock.now
         let deadline = clock.now + engineTimeout
         var healthy = false
+        var lastLog: ContinuousClock.Instant?
         while !healthy {
             for node in inv.ranked.map(\.node) {
                 let r = try await sessions[node.name]!.run(RemoteCommand(["docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", NodePaths.container]))
@@ -271,6 +274,13 @@ public struct UpRunner: Sendable {
             if let h = try? await probe.get(baseURL + "/health", bearer: nil, timeout: .seconds(5)), h.status == 200 {
                 healthy = true
                 break
+            }
+            // What a person would watch with `docker logs -f`: the head's latest line, every 2 s.
+            if lastLog.map({ clock.now - $0 >= .seconds(2) }) ?? true {
+                lastLog = clock.now
+                let line = try await sessions[inv.head.name]!.run(RemoteCommand(["docker", "logs", "--tail", "1", NodePaths.container]))
+                let text = (line.stdoutText + line.stderrText).trimmingCharacters(in: .whitespacesAndNewlines).prefix(100)
+                reporter.progress(key: "wait", line: "waiting \(Human.duration((clock.now - t).seconds)) of \(Human.duration(engineTimeout.seconds)) for /health; \(inv.head.name): \(text)", done: false)
             }
             if clock.now > deadline {
                 let log = try await sessions[inv.head.name]!.run(RemoteCommand(["docker", "logs", "--tail", "15", NodePaths.container]))

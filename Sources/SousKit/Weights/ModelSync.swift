@@ -13,19 +13,20 @@ public struct TransferProgress: Sendable {
     public var rate: Double
 
     public var line: String {
-        var s = "\(node) \(phase): \(Bytes.text(done))"
+        var s = "\(node) \(phase): \(Human.bytes(done))"
         if let total, total > 0 {
-            s += " / \(estimated ? "~" : "")\(Bytes.text(total))"
-            if rate > 0, total > done { s += ", \(Bytes.text(Int(rate)))/s, \(Bytes.duration(Double(total - done) / rate)) left" }
+            s += " / \(estimated ? "~" : "")\(Human.bytes(total))"
+            if rate > 0, total > done { s += ", \(Human.bytes(Int(rate)))/s, \(Human.duration(Double(total - done) / rate)) left" }
         } else if rate > 0 {
-            s += ", \(Bytes.text(Int(rate)))/s"
+            s += ", \(Human.bytes(Int(rate)))/s"
         }
         return s
     }
 }
 
-public enum Bytes {
-    public static func text(_ b: Int) -> String {
+/// Sizes and durations as people read them: 3.0 GiB, 2m52s.
+public enum Human {
+    public static func bytes(_ b: Int) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
         var v = Double(b), i = 0
         while v >= 1024, i < units.count - 1 { v /= 1024; i += 1 }
