@@ -60,6 +60,14 @@ import SousTestSupport
         #expect(try exec("spark-2", "grep -c VLLM_API_KEY /var/lib/sous/vllm.env || true") == "spark-2: 0\n")
     }
 
+    /// Before vLLM 0.21 there is no system_fingerprint: tp comes from every rank's docker inspect and the head's startup log.
+    @Test func anOldVLLMIsVerifiedWithoutAFingerprint() throws {
+        let r = try sous(["up", "--recipe", repoPath("recipes/qwen3-coder-30b-a3b-fp8.yaml"), "--inventory", inventory, "--image", "vllm/vllm-openai:v0.15.0"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("5/5 checks; vLLM 0.15.0 has no system_fingerprint: tp verified from docker inspect on every node and the head's startup log"), "\(r.out)")
+        #expect(r.out.hasSuffix("no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log), 4/4 agent checks, 401 without the key\n"))
+    }
+
     @Test func hardenIsVerifiedAndIdempotent() throws {
         let drift = try sous(["harden", "-i", inventory, "--check"])
         #expect(drift.status == 1)

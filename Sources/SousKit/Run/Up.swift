@@ -300,6 +300,7 @@ public struct UpRunner: Sendable {
         let checks = await Validator(probe: probe, baseURL: baseURL, model: deployment.recipe.servedModelName, key: key, sampling: sampling,
                                      tensorParallel: hasFingerprint ? deployment.recipe.tensorParallelSize : nil, timeout: checkTimeout).run()
         var fingerprint = checks.first { $0.name.hasPrefix("fingerprint") && $0.passed }?.detail
+        var topology = ""
         if !hasFingerprint {
             // No fingerprint before vLLM 0.21: the topology comes from what every rank was started with.
             for node in inv.nodes {
@@ -308,10 +309,17 @@ public struct UpRunner: Sendable {
                     throw UpFailure(step: "verify: topology", node: node.name, cause: "the rank does not run --tensor-parallel-size \(deployment.recipe.tensorParallelSize)", hint: nil, exitCode: .checkFailed)
                 }
             }
+            // And from what the engine itself parsed: vLLM logs its non-default arguments at start.
+            let tp = deployment.recipe.tensorParallelSize
+            let line = try await sessions[inv.head.name]!.run(.shell("docker logs \(NodePaths.container) 2>&1 | grep -m1 'non-default args'"))
+            if line.ok, !line.stdoutText.contains("'tensor_parallel_size': \(tp)") {
+                throw UpFailure(step: "verify: topology", node: inv.head.name, cause: "the engine's startup log does not show tensor_parallel_size \(tp): \(line.stdoutText.prefix(300))", hint: nil, exitCode: .checkFailed)
+            }
+            topology = "tp verified from docker inspect on every node" + (line.ok ? " and the head's startup log" : " (no `non-default args` line in the head's log)")
             fingerprint = nil
         }
         let failed = checks.filter { !$0.passed }
-        record("verify", failed.isEmpty ? .ok : .failed, "\(checks.count - failed.count)/\(checks.count) checks" + (hasFingerprint ? "" : "; vLLM \(version!) has no system_fingerprint: tp verified from docker inspect on every node"), t)
+        record("verify", failed.isEmpty ? .ok : .failed, "\(checks.count - failed.count)/\(checks.count) checks" + (hasFingerprint ? "" : "; vLLM \(version!) has no system_fingerprint: \(topology)"), t)
         if let f = failed.first {
             let log = try? await sessions[inv.head.name]!.run(RemoteCommand(["docker", "logs", "--tail", "10", NodePaths.container]))
             throw UpFailure(step: "verify: \(f.name)", node: inv.head.name, cause: f.detail + (f.diagnosis.map { "\n  cause: \($0)" } ?? ""),
