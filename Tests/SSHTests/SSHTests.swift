@@ -3,6 +3,7 @@ import Testing
 import SousKit
 @testable import SSH
 import SousTestSupport
+import SousSim
 
 /// Every test here talks to real OpenSSH sshd processes that the harness starts on 127.0.2.x and stops.
 @Suite(.serialized) struct SSHTests {
@@ -109,6 +110,40 @@ import SousTestSupport
         // Now known: a plain connect succeeds and writes nothing more.
         _ = try await harness.transport(knownHosts: file).connect(harness.node(1))
         #expect(try String(contentsOfFile: file, encoding: .utf8) == text)
+    }
+
+    /// `ssh-keygen -H` entries (`|1|salt|hash`), as HashKnownHosts writes them.
+    @Test func hashedKnownHostsEntriesWork() async throws {
+        let hashed = harness.dir + "/hashed_known_hosts"
+        try sh("cp \(harness.knownHosts) \(hashed) && ssh-keygen -q -H -f \(hashed) && rm -f \(hashed).old")
+        #expect(try String(contentsOfFile: hashed, encoding: .utf8).hasPrefix("|1|"))
+        let s = try await harness.transport(knownHosts: hashed).connect(harness.node(1))
+        #expect(try await s.run(RemoteCommand(["echo", "ok"])).stdoutText == "ok\n")
+        await s.close()
+    }
+
+    /// An IPv6 node on a port other than 22: the address family comes from getaddrinfo, the known_hosts name is `[::1]:PORT`.
+    @Test func anIPv6NodeOnAnotherPort() async throws {
+        let port = Int.random(in: 20000...40000)
+        let cfg = harness.config(index: 90, address: "[::1]:\(port)", hostKey: harness.hostKeys[0])
+        try cfg.write(toFile: harness.dir + "/sshd-v6.conf", atomically: true, encoding: .utf8)
+        let pid = try Local.spawn("/usr/sbin/sshd", ["-f", harness.dir + "/sshd-v6.conf", "-D", "-E", harness.dir + "/sshd-v6.log"])
+        defer { kill(pid, SIGTERM); SSHDHarness.waitGone(pid) }
+        for _ in 0..<300 {
+            if (try? sh("exec 3<>/dev/tcp/::1/\(port)")) != nil { break }
+            usleep(10_000)
+        }
+        var node = harness.node(0)
+        node.host = "::1"
+        node.port = port
+        let file = harness.dir + "/v6_known_hosts"
+        let s = try await harness.transport(knownHosts: file, acceptNew: true).connect(node)
+        #expect(try await s.run(RemoteCommand(["echo", "v6"])).stdoutText == "v6\n")
+        await s.close()
+        #expect(try String(contentsOfFile: file, encoding: .utf8).hasPrefix("[::1]:\(port) ssh-ed25519 "))
+        // Known now: a plain connect succeeds.
+        let again = try await harness.transport(knownHosts: file).connect(node)
+        await again.close()
     }
 
     @Test func changedHostKeyIsRefusedLoudly() async throws {
