@@ -67,6 +67,13 @@ func onlyError(_ issues: [ConfigIssue]) -> String {
             "r.yaml:7:14: error: parsers.tool_call: `qwen3_codr` is not a tool-call parser in any vLLM release sous knows (0.11.0–0.33.0)\n  hint: did you mean `qwen3_coder`?")
     }
 
+    @Test func aRevisionMustBeACommitBranchOrTag() {
+        #expect(recipeIssues(goodRecipe.replacingOccurrences(of: "model: org/demo-model\n", with: "model: org/demo-model\nrevision: 0123456789abcdef0123456789abcdef01234567\n")).isEmpty)
+        let text = goodRecipe.replacingOccurrences(of: "model: org/demo-model\n", with: "model: org/demo-model\nrevision: ../../etc\n")
+        #expect(onlyError(recipeIssues(text)) ==
+            "r.yaml:3:11: error: revision: `../../etc` is not a commit hash, branch or tag name\n  hint: the 40-hex commit from the model's \"Files and versions\" page pins it best")
+    }
+
     @Test func parserNewerThanMinVersion() {
         let text = goodRecipe.replacingOccurrences(of: "min_vllm_version: 0.24.0", with: "min_vllm_version: 0.11.0")
         #expect(onlyError(recipeIssues(text)) ==

@@ -142,6 +142,9 @@ public enum RecipeReader {
             sink.error(map["model"]?.node, "model", "`\(model)` is not a Hugging Face repo id (ORG/NAME)")
         }
         let revision = map["revision"]?.string()
+        if let revision, revision.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]*$", options: .regularExpression) == nil || revision.contains("..") {
+            sink.error(map["revision"]?.node, "revision", "`\(revision)` is not a commit hash, branch or tag name", hint: "the 40-hex commit from the model's \"Files and versions\" page pins it best")
+        }
         let served = map.required("served_model_name", what: "the id clients use; /v1/models returns it")?.string()
         if let served, served.isEmpty || served.contains(where: { $0.isWhitespace }) {
             sink.error(map["served_model_name"]?.node, "served_model_name", "must be non-empty and contain no spaces")
