@@ -38,6 +38,7 @@ struct ModelCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
+        Signals.stopAtSafePoints()
         let d = try deployment.load()
         let inv = d.inventory
         let reporter = LineReporter(toStderr: true)

@@ -35,6 +35,7 @@ struct RollCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
+        Signals.stopAtSafePoints()
         let d = try deployment.load()
         try await Self.roll(d, to: image, ssh: ssh, timeout: timeout, checkTimeout: checkTimeout, forceUnlock: forceUnlock, json: json)
     }
@@ -53,6 +54,7 @@ struct RollCommand: AsyncParsableCommand {
             print("outcome: \(r.outcome) (\(r.from) → \(r.to))")
             if let cause = r.cause { print("cause: \(cause)") }
         }
+        if Interruption.shared.requested != nil { throw ExitCode(ExitStatus.interrupted.rawValue) }
         if r.outcome != "verified" { throw ExitCode(ExitStatus.checkFailed.rawValue) }
     }
 }
@@ -108,6 +110,7 @@ struct RollbackCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
+        Signals.stopAtSafePoints()
         let d = try deployment.load()
         let entries = try await readJournal(d.inventory, ssh: ssh)
         func verifiedImage(_ e: [String: Any]) -> String? {

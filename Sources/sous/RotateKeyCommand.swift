@@ -37,6 +37,7 @@ struct RotateKeyCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        Signals.stopAtSafePoints()
         guard keyFile != nil || print_ else {
             throw UsageError("say where the new key goes: --key-file FILE (0600) or --print", hint: "sous rotate-key --recipe R --inventory I --key-file ~/.config/sous/key")
         }

@@ -66,6 +66,30 @@ struct Sous: AsyncParsableCommand {
     }
 }
 
+/// Ctrl-C / SIGTERM for the commands that change nodes and wait: the first asks the operation to stop at its
+/// next safe point (it then says what it leaves, exit 130; a roll goes back to the old image first); a second
+/// exits at once.
+enum Signals {
+    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
+
+    static func stopAtSafePoints() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                if Interruption.shared.requested != nil {
+                    FileHandle.standardError.write(Data("interrupted again: exiting now\n".utf8))
+                    exit(ExitStatus.interrupted.rawValue)
+                }
+                Interruption.shared.request(sig)
+                FileHandle.standardError.write(Data("\ninterrupting: stopping at the next safe point (again to exit at once)\n".utf8))
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
+
 /// Where sous writes for people: results on stdout, problems on stderr.
 enum Console {
     static func error(_ message: String, hint: String? = nil) {

@@ -112,6 +112,7 @@ struct UpCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
+        Signals.stopAtSafePoints()
         var d = try deployment.load()
         if let image {
             var inv = d.inventory

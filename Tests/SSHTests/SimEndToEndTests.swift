@@ -211,6 +211,24 @@ import SousTestSupport
         #expect(try String(contentsOfFile: first + ".out", encoding: .utf8).contains("outcome: verified"))
     }
 
+    /// SIGTERM (as Ctrl-C) while the new image loads: the roll goes back to the old image, releases the lock, exits 130.
+    @Test func anInterruptedRollGoesBackAndUnlocks() throws {
+        #expect(try up().status == 0)
+        let out = NSTemporaryDirectory() + "sous-roll-\(UUID().uuidString)"
+        // The -sim-slow-load image loads for 4 s: the signal lands in its wait.
+        let quoted = try ([sousBinary, "roll", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory,
+                           "--image", "vllm/vllm-openai:v0.28.0-sim-slow-load"]).map { try ShellQuote.quote($0) }.joined(separator: " ")
+        let (status, _) = try shStatus("SSH_AUTH_SOCK= VLLM_API_KEY=\(key) XDG_STATE_HOME=\(NSTemporaryDirectory())sous-e2e-state \(quoted) > \(out).out 2>&1 & p=$!; sleep 1.5; kill -TERM $p; wait $p")
+        let text = try String(contentsOfFile: out + ".out", encoding: .utf8)
+        #expect(status == 130, "\(text)")
+        #expect(text.contains("interrupting: stopping at the next safe point"))
+        #expect(text.contains("changed rollback     0.00 s  to vllm/vllm-openai:v0.24.0: interrupted"), "\(text)")
+        #expect(text.contains("outcome: rolled back") && text.contains("cause: interrupted while vllm/vllm-openai:v0.28.0-sim-slow-load started"))
+        #expect(try exec("spark-1", "docker inspect --format '{{.Config.Image}}' sous-vllm") == "spark-1: vllm/vllm-openai:v0.24.0\n")
+        // The lock is gone: the next roll goes ahead.
+        #expect(try roll("vllm/vllm-openai:v0.28.0").status == 0)
+    }
+
     @Test func theWorkersSshdKilledMidRollIsAClearFailure() throws {
         #expect(try up().status == 0)
         // A slow-loading new image keeps the roll in its wait step while the worker's sshd dies.

@@ -132,6 +132,7 @@ public struct RollRunner: Sendable {
             throw UpFailure(step: "pre-pull", node: nil, cause: "the nodes hold different image IDs for \(newImage)", hint: "pin the image by digest", exitCode: .checkFailed)
         }
         reporter.step("pre-pull", .changed, "\(newImage) \(ids.first!.prefix(19)) on every node, old engine still serving", elapsed: clock.now - t)
+        try Interruption.shared.check("roll", state: "nothing was switched: the old engine still serves")
 
         var result = RollResult(from: oldImage, to: newImage, outcome: "verified", fingerprint_old: oldFingerprint, fingerprint_new: nil,
                                 serving_gap_s: nil, cause: nil, finished_at: "")
@@ -140,13 +141,17 @@ public struct RollRunner: Sendable {
             result.fingerprint_new = up.fingerprint
             result.serving_gap_s = Self.gap(up.steps)
         } catch {
-            result.cause = (error as? SousFailure)?.message ?? "\(error)"
-            reporter.step("rollback", .changed, "to \(oldImage): the new image failed", elapsed: .zero)
+            let interrupted = Interruption.shared.requested != nil
+            result.cause = interrupted ? "interrupted while \(newImage) started" : (error as? SousFailure)?.message ?? "\(error)"
+            reporter.step("rollback", .changed, "to \(oldImage): " + (interrupted ? "interrupted" : "the new image failed"), elapsed: .zero)
             do {
-                let back = try await runner(oldDeployment).run()
+                // The way back is not interruptible: it is what an interruption asks for.
+                var back = runner(oldDeployment)
+                back.interruptible = false
+                let backResult = try await back.run()
                 result.outcome = "rolled back"
-                result.fingerprint_new = back.fingerprint
-                result.serving_gap_s = Self.gap(back.steps)
+                result.fingerprint_new = backResult.fingerprint
+                result.serving_gap_s = Self.gap(backResult.steps)
             } catch {
                 result.outcome = "rollback failed"
                 result.cause = (result.cause ?? "") + "\nrollback: " + ((error as? SousFailure)?.message ?? "\(error)")

@@ -85,6 +85,8 @@ public struct UpRunner: Sendable {
     public var fetch = true
     /// For gated models: reaches the head only as a 0600 file.
     public var hfToken: Secret?
+    /// Stop at the next safe point on Ctrl-C / SIGTERM (a roll's rollback runs with this off).
+    public var interruptible = true
 
     public init(deployment: Deployment, transport: Transport, probe: HTTPProbe, key: Secret?, reporter: Reporter,
                 engineTimeout: Duration = .seconds(1800), pollInterval: Duration = .milliseconds(250), checkTimeout: Duration = .seconds(120)) {
@@ -262,6 +264,9 @@ public struct UpRunner: Sendable {
         var healthy = false
         var lastLog: ContinuousClock.Instant?
         while !healthy {
+            if interruptible {
+                try Interruption.shared.check("wait", state: "the engine containers keep starting; `sous up` again waits for them, `sous status` shows them")
+            }
             for node in inv.ranked.map(\.node) {
                 let r = try await sessions[node.name]!.run(RemoteCommand(["docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", NodePaths.container]))
                 if !r.stdoutText.hasPrefix("true") {

@@ -10,6 +10,8 @@ public enum ExitStatus: Int32, Sendable {
     case badInput = 2
     /// A node could not be reached or refused us (network, host key, authentication).
     case unreachable = 3
+    /// Stopped by Ctrl-C or SIGTERM at a safe point (128 + SIGINT, as shells report it).
+    case interrupted = 130
 }
 
 /// Where in a file a value came from (1-based line and column, as editors count).

@@ -296,12 +296,22 @@ public struct ModelSync: Sendable {
             report(TransferProgress(node: node, phase: phase, done: min(pipe.bytes, total ?? .max), total: total, rate: elapsed > 0.2 ? Double(pipe.bytes) / elapsed : 0))
         }
         let ticker = Task {
-            while !Task.isCancelled { tick(); try? await Task.sleep(for: interval) }
+            while !Task.isCancelled {
+                if Interruption.shared.requested != nil { pipe.cancel() }
+                tick()
+                try? await Task.sleep(for: interval)
+            }
         }
         defer { ticker.cancel() }
         async let packed = produce()
         async let unpacked = consume()
-        let (p, u) = try await (packed, unpacked)
+        let p: CommandResult, u: CommandResult
+        do {
+            (p, u) = try await (packed, unpacked)
+        } catch {
+            try Interruption.shared.check("model", node: node, state: "the copy to \(node) stopped part way; `sous model … --fetch` copies it again")
+            throw error
+        }
         tick()
         if !p.ok { throw fail(src.node.name, "tar on \(src.node.name) failed: \(p.tail(3))") }
         if !u.ok { throw fail(node, "tar on \(node) failed: \(u.tail(3))", hint: "run again: the copy starts over") }
@@ -312,6 +322,8 @@ public struct ModelSync: Sendable {
         let clock = ContinuousClock(), start = clock.now
         var first: Int?
         while true {
+            try Interruption.shared.check("model", node: job.session.node.name,
+                                          state: "the \(phase) goes on on \(job.session.node.name); run the same command again to follow it")
             let state = try await job.state(wait: pollInterval)
             let m = try await target.run(.shell(measure))
             let bytes = Int(m.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
