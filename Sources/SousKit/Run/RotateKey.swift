@@ -54,8 +54,13 @@ public struct KeyRotation: Sendable {
         do {
             result = try await runner(new).run()
         } catch {
-            reporter.step("restore", .changed, "the old key: the engine did not verify with the new one", elapsed: .zero)
-            _ = try? await runner(old).run()
+            let interrupted = Interruption.shared.requested != nil
+            reporter.step("restore", .changed, "the old key: " + (interrupted ? "interrupted" : "the engine did not verify with the new one"), elapsed: .zero)
+            // Putting the old key back is what an interruption asks for: not interruptible itself.
+            var back = runner(old)
+            back.interruptible = false
+            _ = try? await back.run()
+            if interrupted { try Interruption.shared.check("rotate-key", state: "the old key is back") }
             throw Failed(message: "the engine did not verify with the new key; the old key is back: \((error as? SousFailure)?.message ?? "\(error)")",
                          hint: "sous up --recipe \(deployment.recipe.name) --inventory \(deployment.inventory.file)")
         }
