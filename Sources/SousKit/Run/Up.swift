@@ -245,6 +245,9 @@ public struct UpRunner: Sendable {
         if upToDate {
             record("start", .ok, "every rank already runs the rendered command", t)
         } else {
+            if interruptible {
+                try Interruption.shared.check("start", state: "nothing was restarted: what ran before still runs")
+            }
             // Stop the head first (it serves), then the workers; start workers first, then the head.
             let ordered = inv.ranked.map(\.node)
             for node in ordered {
