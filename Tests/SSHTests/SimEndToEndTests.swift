@@ -211,15 +211,26 @@ import SousTestSupport
         #expect(try String(contentsOfFile: first + ".out", encoding: .utf8).contains("outcome: verified"))
     }
 
+    /// Runs sous in the background, sends SIGTERM (what Ctrl-C does) once its output shows `marker`, and returns
+    /// its exit status and output.
+    func interrupt(_ args: [String], once marker: String, env: String = "") throws -> (Int32, String) {
+        let out = NSTemporaryDirectory() + "sous-int-\(UUID().uuidString).out"
+        defer { unlink(out) }
+        let quoted = try ([sousBinary] + args).map { try ShellQuote.quote($0) }.joined(separator: " ")
+        let (status, _) = try shStatus("""
+            SSH_AUTH_SOCK= VLLM_API_KEY=\(key) XDG_STATE_HOME=\(NSTemporaryDirectory())sous-e2e-state \(env) \(quoted) > \(out) 2>&1 & p=$!
+            for i in $(seq 400); do grep -qF \(try ShellQuote.quote(marker)) \(out) && break; sleep 0.05; done
+            kill -TERM $p; wait $p
+            """)
+        return (status, try String(contentsOfFile: out, encoding: .utf8))
+    }
+
     /// SIGTERM (as Ctrl-C) while the new image loads: the roll goes back to the old image, releases the lock, exits 130.
     @Test func anInterruptedRollGoesBackAndUnlocks() throws {
         #expect(try up().status == 0)
-        let out = NSTemporaryDirectory() + "sous-roll-\(UUID().uuidString)"
-        // The -sim-slow-load image loads for 4 s: the signal lands in its wait.
-        let quoted = try ([sousBinary, "roll", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory,
-                           "--image", "vllm/vllm-openai:v0.28.0-sim-slow-load"]).map { try ShellQuote.quote($0) }.joined(separator: " ")
-        let (status, _) = try shStatus("SSH_AUTH_SOCK= VLLM_API_KEY=\(key) XDG_STATE_HOME=\(NSTemporaryDirectory())sous-e2e-state \(quoted) > \(out).out 2>&1 & p=$!; sleep 1.5; kill -TERM $p; wait $p")
-        let text = try String(contentsOfFile: out + ".out", encoding: .utf8)
+        // The -sim-slow-load image loads for 4 s: the signal goes in once it has started.
+        let (status, text) = try interrupt(["roll", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory,
+                                            "--image", "vllm/vllm-openai:v0.28.0-sim-slow-load"], once: "changed start")
         #expect(status == 130, "\(text)")
         #expect(text.contains("interrupting: stopping at the next safe point"))
         #expect(text.contains("changed rollback     0.00 s  to vllm/vllm-openai:v0.24.0: interrupted"), "\(text)")
