@@ -126,8 +126,8 @@ public enum SimHub {
 }
 
 /// The modelled Hugging Face CLI (`hf download`, and the older `huggingface-cli download`) on a simulated
-/// node: reads the stand-in hub named in the node's config, writes the real cache layout (blobs named by
-/// content hash, written as `.incomplete` and renamed, snapshot links, refs/main), resumes a partial blob,
+/// node: reads the stand-in hub named in the node's config, writes the real cache layout (blobs named by a
+/// sha256, written as `.incomplete` and renamed, snapshot links, refs/main), resumes a partial blob,
 /// and moves bytes at the node's simulated bandwidth. Error texts are the real CLI's.
 public enum SimHF {
     static func fail(_ message: String, _ code: Int32 = 1) -> Never {
@@ -212,14 +212,12 @@ public enum SimHF {
                 try fm.createSymbolicLink(atPath: link, withDestinationPath: "../../blobs/\((blob as NSString).lastPathComponent)")
             }
             // What the hub served to this node, for tests ("downloaded once").
-            if let h = FileHandle(forWritingAtPath: SimPaths.root + "/downloads.log") ?? {
-                _ = FileManager.default.createFile(atPath: SimPaths.root + "/downloads.log", contents: nil)
-                return FileHandle(forWritingAtPath: SimPaths.root + "/downloads.log")
-            }() {
-                h.seekToEndOfFile()
-                h.write(Data("\(repoID) \(wanted.count) files\n".utf8))
-                try? h.close()
-            }
+            let log = SimPaths.root + "/downloads.log"
+            if !fm.fileExists(atPath: log) { _ = fm.createFile(atPath: log, contents: nil) }
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            try h.seekToEnd()
+            try h.write(contentsOf: Data("\(repoID) \(wanted.count) files\n".utf8))
+            try h.close()
         } catch {
             fail("OSError: \(error)")
         }
