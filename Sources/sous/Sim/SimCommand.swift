@@ -113,9 +113,8 @@ struct SimUp: ParsableCommand {
         }
         try Local.sh("chmod 0755 '\(l.dir)'")
         // The stand-in hub, and the one token that opens its gated repositories.
-        for repo in SimHub.repos where !fm.fileExists(atPath: "\(l.hub)/\(repo.model)/.sim-repo.json") {
-            try SimHub.write(repo, to: l.hub, shardBytes: shardBytes)
-        }
+        // Written every time (the same bytes, the same revision), so a hub from an older sous is never stale.
+        for repo in SimHub.repos { try SimHub.write(repo, to: l.hub, shardBytes: shardBytes) }
         if !fm.fileExists(atPath: l.hub + "/.tokens") { try "hf_sim_\(sha256Hex(UUID().uuidString).prefix(24))\n".write(toFile: l.hub + "/.tokens", atomically: true, encoding: .utf8) }
         try Local.sh("chmod -R a+rX '\(l.hub)'")
 
