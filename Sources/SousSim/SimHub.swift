@@ -126,8 +126,9 @@ public enum SimHub {
 }
 
 /// The modelled Hugging Face CLI (`hf download`, and the older `huggingface-cli download`) on a simulated
-/// node: reads the stand-in hub named in the node's config, writes the real cache layout (blobs named by a
-/// sha256, written as `.incomplete` and renamed, snapshot links, refs/main), resumes a partial blob,
+/// node: reads the stand-in hub named in the node's config, writes the real cache layout (blobs named by their
+/// etag — content sha256 for weights, git blob sha1 otherwise — written as `.incomplete` and renamed, snapshot
+/// links, refs/main), resumes a partial blob,
 /// and moves bytes at the node's simulated bandwidth. Error texts are the real CLI's.
 public enum SimHF {
     static func fail(_ message: String, _ code: Int32 = 1) -> Never {
@@ -202,8 +203,7 @@ public enum SimHF {
                 let link = "\(snapshot)/\(name)"
                 if (try? fm.destinationOfSymbolicLink(atPath: link)) != nil, fm.fileExists(atPath: link) { continue }
                 let data = try Data(contentsOf: URL(fileURLWithPath: "\(src)/\(name)"))
-                // Named like the hub's LFS blobs (a sha256); here of the repository, file and size, which is as unique.
-                let blob = "\(repoDir)/blobs/\(sha256Hex("\(repoID)/\(commit)/\(name):\(data.count)"))"
+                let blob = "\(repoDir)/blobs/\(try etag(of: "\(src)/\(name)"))"
                 if !fm.fileExists(atPath: blob) {
                     try copyThrottled(data, to: blob + ".incomplete", rate: rate)
                     guard rename(blob + ".incomplete", blob) == 0 else { throw CocoaError(.fileWriteUnknown) }
@@ -223,6 +223,15 @@ public enum SimHF {
         }
         print(snapshot)
         exit(0)
+    }
+
+    /// The name the hub gives a file's blob: the sha256 of its content for LFS files (weights), the git blob sha1
+    /// (of "blob SIZE\0" + content) for the others.
+    static func etag(of path: String) throws -> String {
+        let q = try ShellQuote.quote(path)
+        let script = path.hasSuffix(".safetensors") ? "sha256sum < \(q) | cut -c1-64"
+            : "{ printf 'blob %s\\0' \"$(stat -c %s \(q))\"; cat \(q); } | sha1sum | cut -c1-40"
+        return try Local.sh(script).output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Appends to a partial file from where it stops (a resumed download), at `rate` bytes per second.

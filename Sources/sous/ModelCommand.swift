@@ -11,7 +11,9 @@ struct ModelCommand: AsyncParsableCommand {
         and the quantization the checkpoint declares (config.json quantization_config, compression_config, or \
         ModelOpt's hf_quant_config.json — what vLLM reads when the recipe says `quantization: auto`). Complete \
         means config.json, a tokenizer, and every shard the safetensors index names, each as long as its own \
-        safetensors header says (a truncated shard is found without hashing 70 GB).
+        safetensors header says (a truncated shard is found without hashing 70 GB). --verify also hashes every \
+        file and compares it with its blob's name (the hub names blobs by content: sha256 for weights, git sha1 \
+        for the rest), which reads every byte.
 
         --fetch downloads it once, on the head, with the Hugging Face CLI on the node (or `hf` inside the \
         pinned image when the node has none), then copies it to the other nodes over their interconnect \
@@ -34,6 +36,9 @@ struct ModelCommand: AsyncParsableCommand {
     @Flag(help: "Download and copy the checkpoint where it is missing or incomplete.")
     var fetch = false
 
+    @Flag(help: "Also hash every file and compare it with its blob's name (sha256 for weights, git sha1 for the rest): reads every byte.")
+    var verify = false
+
     @Flag(help: "Print JSON (progress goes to stderr).")
     var json = false
 
@@ -45,10 +50,13 @@ struct ModelCommand: AsyncParsableCommand {
         let sync = ModelSync(deployment: d, hfToken: hfToken(inv), onProgress: { reporter.progress($0) })
         let results = try await withSessions(inv.nodes, transport: ssh.transport(for: inv), onUnreachable: { node, e in
             throw UpFailure(step: "connect", node: node.name, cause: (e as? SousFailure)?.message ?? "\(e)", hint: (e as? SousFailure)?.hint, exitCode: .unreachable)
-        }) { sessions in try await sync.ensure(sessions, fetch: fetch) }
+        }) { sessions in try await sync.ensure(sessions, fetch: fetch, verify: verify) }
         reporter.transfers.finishLine(FileHandle.standardError)
         let head = results.first { $0.node == inv.head.name }!.status
-        let problem = sync.inconsistency(results)
+        var problem = sync.inconsistency(results, verify: verify)
+        if problem == nil, verify, let unverified = results.first(where: { !$0.status.verified }) {
+            problem = UpFailure(step: "model", node: unverified.node, cause: "no file could be checked against its hash (not a Hugging Face cache layout?)", hint: nil, exitCode: .checkFailed)
+        }
         if json {
             print(encodeJSON(results), terminator: "")
         } else {
@@ -64,7 +72,11 @@ struct ModelCommand: AsyncParsableCommand {
             }
             if let q = head.quantization { print("detected: \(Checkpoint.quantizationLine(recipe: d.recipe, detected: q))") }
             if let w = Checkpoint.kvCacheWarning(head.quantization, recipeKVDtype: d.engine.kvCacheDtype) { Console.warning(w) }
-            if let problem, let hint = problem.hint { print("next: \(hint)") }
+            if verify, problem == nil { print("verified: every file on every node matches its hash") }
+            if let problem {
+                if problem.hint == nil { print("\(problem.node ?? ""): \(problem.cause)") }
+                if let hint = problem.hint { print("next: \(hint)") }
+            }
         }
         if problem != nil { throw ExitCode(ExitStatus.checkFailed.rawValue) }
     }

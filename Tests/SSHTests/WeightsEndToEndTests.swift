@@ -93,6 +93,23 @@ extension SimEndToEndTests {
         #expect(try snapshotSizes("spark-1") == (try snapshotSizes("spark-2")))
     }
 
+    @Test func verifyFindsACorruptFileOfTheRightSizeAndFetchRepairsIt() throws {
+        #expect(try model(["--fetch"]).status == 0)
+        let shard = "\(Self.nemotronRepo)/snapshots/*/model-00002-of-00003.safetensors"
+        _ = try exec("spark-2", "printf X | dd of=\"$(readlink -f \(shard))\" bs=1 seek=5000 conv=notrunc 2>/dev/null")
+        #expect(try model([]).status == 0, "sizes alone cannot see it")
+        let r = try model(["--verify"])
+        #expect(r.status == 1)
+        #expect(r.out.contains("  spark-2: model-00002-of-00003.safetensors: its content does not match its hash (corrupt)"), "\(r.out)")
+        #expect(r.out.hasSuffix("--fetch --verify\n"))
+        let fixed = try model(["--fetch", "--verify", "--json"])
+        #expect(fixed.status == 0, "\(fixed.err)")
+        let nodes = try modelJSON(fixed)
+        #expect(nodes["spark-2"]?["action"] as? String == "copied from spark-1 (rsync over 10.213.0.12)")
+        #expect((nodes["spark-2"]?["status"] as? [String: Any])?["verified"] as? Bool == true)
+        #expect(try model(["--verify"]).out.contains("verified: every file on every node matches its hash"))
+    }
+
     /// A copy of the Nemotron recipe serving another model of the stand-in hub.
     func recipe(for model: String) throws -> String {
         let path = dir + "/\(model.replacingOccurrences(of: "/", with: "-")).yaml"

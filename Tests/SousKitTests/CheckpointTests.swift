@@ -70,6 +70,19 @@ import Testing
         #expect(missing.state == .missing && missing.problems == ["no snapshot for revision v1 in /c/hub/models--org--m"])
     }
 
+    @Test func hashesThatDoNotMatchMakeAFileBroken() {
+        let files = ["F f 24 config.json", "F f 10 tokenizer.json", "F f 120 model.safetensors.index.json",
+                     "F f 1088 model-00001-of-00002.safetensors", "F f 1088 model-00002-of-00002.safetensors"]
+        let headers = ["H 80 1000 model-00001-of-00002.safetensors", "H 80 1000 model-00002-of-00002.safetensors"]
+        let ok = Checkpoint.parse(output(files: files, headers: headers + ["X ok config.json", "X ok model-00001-of-00002.safetensors"]), repo: repo)
+        #expect(ok.state == .present && ok.verified)
+        let bad = Checkpoint.parse(output(files: files, headers: headers + ["X ok config.json", "X bad model-00002-of-00002.safetensors"]), repo: repo)
+        #expect(bad.state == .incomplete && !bad.verified && bad.broken == ["model-00002-of-00002.safetensors"])
+        #expect(bad.problems == ["model-00002-of-00002.safetensors: its content does not match its hash (corrupt)"])
+        // Blobs not named by a hash (a copy made outside the hub's layout) cannot be verified.
+        #expect(!Checkpoint.parse(output(files: files, headers: headers + ["X - config.json"]), repo: repo).verified)
+    }
+
     /// The remote script against a real directory: a snapshot made of links into blobs/, one shard truncated.
     @Test func theStatusScriptReadsARealCache() throws {
         let root = NSTemporaryDirectory() + "sous-ckpt-\(UUID().uuidString.prefix(8))"

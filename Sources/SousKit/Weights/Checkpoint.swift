@@ -34,15 +34,18 @@ public struct CheckpointStatus: Sendable, Encodable {
     /// Every file of the snapshot and its size.
     public var files: [String: Int]
     public var problems: [String]
-    /// Files whose own header proves them broken (truncated, unreadable): to be removed before fetching again.
+    /// Files proven broken (truncated, unreadable header, content that does not match its hash): to be removed
+    /// before fetching again.
     public var broken: [String] = []
+    /// Every file was hashed and matched its blob's name (`--verify`).
+    public var verified = false
     public var quantization: Quantization?
     /// Total memory of the node in bytes (/proc/meminfo MemTotal: unified memory on a GB10).
     public var memTotal: Int
     var configJSON: String?
     var indexJSON: String?
 
-    enum CodingKeys: String, CodingKey { case state, revision, bytes, files, problems, quantization }
+    enum CodingKeys: String, CodingKey { case state, revision, bytes, files, problems, quantization, verified }
 
     /// What the checkpoint declares about its own quantization, and where.
     public struct Quantization: Sendable, Encodable, Equatable {
@@ -68,9 +71,24 @@ public enum Checkpoint {
     /// Resolves the revision (a branch through refs/), lists the snapshot's files with their sizes (a symlink whose
     /// blob is missing shows as N), reads each safetensors header's length and its last data offset (so a
     /// truncated shard is found without hashing it), then config.json, the index and hf_quant_config.json.
-    public static func statusScript(_ repo: HFRepo) throws -> String {
+    ///
+    /// With `verify`, every file is also hashed and compared with its blob's name, as the hub names blobs: the
+    /// sha256 of the content for LFS files (weights), the git blob sha1 for the others. This reads every byte.
+    public static func statusScript(_ repo: HFRepo, verify: Bool = false) throws -> String {
         let dir = try ShellQuote.quote(repo.dir)
         let rev = try ShellQuote.quote(repo.revision ?? "main")
+        let hashes = !verify ? "" : #"""
+          find -L . -mindepth 1 -type f -printf '%P\n' | while IFS= read -r f; do
+            b=$(readlink -f "$f"); n=${b##*/}
+            case ${#n} in
+              64) h=$(sha256sum < "$b" | cut -c1-64) ;;
+              40) h=$( { printf 'blob %s\0' "$(stat -c %s "$b")"; cat "$b"; } | sha1sum | cut -c1-40) ;;
+              *) echo "X - $f"; continue ;;
+            esac
+            [ "$h" = "$n" ] && echo "X ok $f" || echo "X bad $f"
+          done
+
+        """#
         return """
         awk '/^MemTotal/ {print "M", $2}' /proc/meminfo
         repo=\(dir); rev=\(rev)
@@ -84,7 +102,7 @@ public enum Checkpoint {
             e=$(tail -c +9 "$f" 2>/dev/null | head -c "${n:-0}" | grep -aoE '"data_offsets" *: *\\[ *[0-9]+ *, *[0-9]+ *\\]' | grep -oE '[0-9]+ *\\]$' | tr -d ' ]' | sort -n | tail -1)
             echo "H ${n:-x} ${e:-x} $f"
           done
-          printf '\\036\\n'; cat config.json 2>/dev/null; printf '\\n\\036\\n'; cat model.safetensors.index.json 2>/dev/null
+        \(hashes)          printf '\\036\\n'; cat config.json 2>/dev/null; printf '\\n\\036\\n'; cat model.safetensors.index.json 2>/dev/null
           printf '\\n\\036\\n'; cat hf_quant_config.json 2>/dev/null
         fi
         true
@@ -92,8 +110,8 @@ public enum Checkpoint {
     }
 
     /// Reads one node's checkpoint status over its session.
-    public static func read(_ s: NodeSession, repo: HFRepo) async throws -> CheckpointStatus {
-        let r = try await s.run(.shell(try statusScript(repo), timeout: .seconds(120)))
+    public static func read(_ s: NodeSession, repo: HFRepo, verify: Bool = false) async throws -> CheckpointStatus {
+        let r = try await s.run(.shell(try statusScript(repo, verify: verify), timeout: verify ? .seconds(3 * 3600) : .seconds(120)))
         guard r.ok else { throw UpFailure(step: "model", node: s.node.name, cause: "reading the HF cache failed: \(r.tail())", hint: nil, exitCode: .checkFailed) }
         return parse(r.stdoutText, repo: repo)
     }
@@ -116,6 +134,7 @@ public enum Checkpoint {
         let sections = output.components(separatedBy: "\u{1e}\n")
         var memKB = 0, revision: String?, files: [String: Int] = [:], broken: Set<String> = []
         var headers: [String: (length: Int, end: Int)?] = [:]
+        var corrupt: [String] = [], verified = false
         for line in sections[0].split(separator: "\n") {
             let f = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false).map(String.init)
             switch f.first {
@@ -126,6 +145,9 @@ public enum Checkpoint {
                 if f[1] == "N" { broken.insert(f[3]) }
             case "H" where f.count == 4:
                 headers[f[3]] = Int(f[1]).flatMap { n in Int(f[2]).map { (n, $0) } }
+            case "X" where f.count == 3:
+                if f[1] == "bad" { corrupt.append(f[2]) }
+                if f[1] != "-" { verified = true }
             default: break
             }
         }
@@ -174,6 +196,11 @@ public enum Checkpoint {
                 status.broken.append(shard)
             }
         }
+        for f in corrupt.sorted() where !status.broken.contains(f) {
+            problems.append("\(f): its content does not match its hash (corrupt)")
+            status.broken.append(f)
+        }
+        status.verified = verified && corrupt.isEmpty
         status.problems = problems
         if !problems.isEmpty { status.state = .incomplete }
         return status

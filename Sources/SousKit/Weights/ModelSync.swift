@@ -73,13 +73,13 @@ public struct ModelSync: Sendable {
         UpFailure(step: "model", node: node, cause: cause, hint: hint, exitCode: code)
     }
 
-    public func status(_ s: NodeSession) async throws -> CheckpointStatus {
-        try await Checkpoint.read(s, repo: HFRepo(deployment, node: s.node))
+    public func status(_ s: NodeSession, verify: Bool = false) async throws -> CheckpointStatus {
+        try await Checkpoint.read(s, repo: HFRepo(deployment, node: s.node), verify: verify)
     }
 
-    public func statuses(_ sessions: [String: NodeSession]) async throws -> [String: CheckpointStatus] {
+    public func statuses(_ sessions: [String: NodeSession], verify: Bool = false) async throws -> [String: CheckpointStatus] {
         var out: [String: CheckpointStatus] = [:]
-        for o in await fanOut(inv.nodes, { try await status(sessions[$0.name]!) }) { out[o.node.name] = try o.result.get() }
+        for o in await fanOut(inv.nodes, { try await status(sessions[$0.name]!, verify: verify) }) { out[o.node.name] = try o.result.get() }
         return out
     }
 
@@ -88,19 +88,20 @@ public struct ModelSync: Sendable {
     }
 
     /// Why the nodes do not hold the same complete checkpoint, or nil when they do.
-    public func inconsistency(_ results: [ModelNodeResult]) -> UpFailure? {
+    public func inconsistency(_ results: [ModelNodeResult], verify: Bool = false) -> UpFailure? {
         let head = results.first { $0.node == inv.head.name }!.status
         let source = head.state == .present ? head : results.first { $0.status.state == .present }?.status
         guard let bad = results.first(where: { r in source.map { !Self.same(r.status, $0) } ?? true }) else { return nil }
         let st = bad.status
         let why = st.state == .present ? "differs from the other nodes' copy (revision \(st.revision.map { String($0.prefix(12)) } ?? "?"))"
             : "is \(st.state.rawValue): \(st.problems.joined(separator: "; "))"
-        return fail(bad.node, "\(model) \(why)", hint: "sous model --recipe \(deployment.recipe.file) --inventory \(inv.file) --fetch")
+        return fail(bad.node, "\(model) \(why)", hint: "sous model --recipe \(deployment.recipe.file) --inventory \(inv.file) --fetch" + (verify ? " --verify" : ""))
     }
 
-    /// Every node's status; with `fetch`, first makes the checkpoint present everywhere.
-    public func ensure(_ sessions: [String: NodeSession], fetch: Bool) async throws -> [ModelNodeResult] {
-        let before = try await statuses(sessions)
+    /// Every node's status; with `fetch`, first makes the checkpoint present everywhere. With `verify`, every
+    /// file is hashed too, before and after (a corrupt file counts as broken: removed and fetched again).
+    public func ensure(_ sessions: [String: NodeSession], fetch: Bool, verify: Bool = false) async throws -> [ModelNodeResult] {
+        let before = try await statuses(sessions, verify: verify)
         let head = inv.head.name
         let source = before[head]!.state == .present ? head : inv.nodes.first { before[$0.name]!.state == .present }?.name
         if !fetch || inv.nodes.allSatisfy({ n in source.map { Self.same(before[n.name]!, before[$0]!) } ?? false }) {
@@ -111,7 +112,7 @@ public struct ModelSync: Sendable {
         if source == nil {
             actions[head] = try await download(sessions[head]!, status: before[head]!)
         }
-        let srcStatus = source == nil ? try await status(sessions[src]!) : before[src]!
+        let srcStatus = source == nil ? try await status(sessions[src]!, verify: verify) : before[src]!
         guard srcStatus.state == .present else {
             throw fail(src, "the download finished but the checkpoint is \(srcStatus.state.rawValue): \(srcStatus.problems.joined(separator: "; "))")
         }
@@ -124,7 +125,7 @@ public struct ModelSync: Sendable {
             for c in copies { actions[c.node.name] = try c.result.get() }
         }
         var results: [ModelNodeResult] = []
-        let after = try await statuses(sessions)
+        let after = try await statuses(sessions, verify: verify)
         for n in inv.nodes {
             let st = after[n.name]!
             if !Self.same(st, srcStatus) {
