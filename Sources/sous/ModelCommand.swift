@@ -49,7 +49,7 @@ struct ModelCommand: AsyncParsableCommand {
         let reporter = LineReporter(toStderr: true)
         let sync = ModelSync(deployment: d, hfToken: hfToken(inv), onProgress: { reporter.progress($0) })
         let results = try await withSessions(inv.nodes, transport: ssh.transport(for: inv), onUnreachable: { node, e in
-            throw UpFailure(step: "connect", node: node.name, cause: (e as? SousFailure)?.message ?? "\(e)", hint: (e as? SousFailure)?.hint, exitCode: .unreachable)
+            throw UpFailure.unreachable(node, e)
         }) { sessions in try await sync.ensure(sessions, fetch: fetch, verify: verify) }
         reporter.transfers.finishLine(FileHandle.standardError)
         let head = results.first { $0.node == inv.head.name }!.status

@@ -114,12 +114,7 @@ struct UpCommand: AsyncParsableCommand {
     func run() async throws {
         Signals.stopAtSafePoints()
         var d = try deployment.load()
-        if let image {
-            var inv = d.inventory
-            inv.image = image
-            inv.vllmVersion = VLLMVersion.fromImage(image) ?? inv.vllmVersion
-            d = try Deployment.make(recipe: d.recipe, inventory: inv)
-        }
+        if let image { d = try Deployment.make(recipe: d.recipe, inventory: d.inventory, image: image) }
         let key = try apiKey(d.inventory)
         var runner = UpRunner(deployment: d, transport: ssh.transport(for: d.inventory), probe: URLSessionProbe(), key: key,
                               reporter: LineReporter(toStderr: json), engineTimeout: try parseDuration(timeout),

@@ -16,6 +16,14 @@ public struct Deployment: Sendable {
         return try make(recipe: recipe, inventory: inventory, issues: issues)
     }
 
+    /// The same recipe on the same nodes with another image (the vLLM version read from its tag), validated again.
+    public static func make(recipe: Recipe, inventory: Inventory, image: String) throws(ConfigErrors) -> Deployment {
+        var inv = inventory
+        inv.image = image
+        inv.vllmVersion = VLLMVersion.fromImage(image) ?? inventory.vllmVersion
+        return try make(recipe: recipe, inventory: inv)
+    }
+
     public static func make(recipe: Recipe, inventory: Inventory, issues: [ConfigIssue] = []) throws(ConfigErrors) -> Deployment {
         var issues = issues
         let engine = recipe.engine(for: inventory.hardware)

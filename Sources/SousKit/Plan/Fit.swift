@@ -49,6 +49,8 @@ public enum Fit {
     /// Activations at the profiling peak, CUDA graphs and NCCL buffers: a stated allowance per rank.
     public static let allowance = 4 * 1024 * 1024 * 1024
     static let gib = 1024.0 * 1024 * 1024
+    /// Every figure of the report in GiB, one decimal.
+    static func g(_ b: Int) -> String { String(format: "%.1f GiB", Double(b) / gib) }
 
     static func int(_ c: [String: Any], _ keys: String...) -> Int? {
         for k in keys { if let v = c[k] as? Int { return v } }
@@ -107,7 +109,6 @@ public enum Fit {
         let os = input.totalMemory - budget
         var messages: [String] = []
         var verdict = FitReport.Verdict.fits
-        func g(_ b: Int) -> String { String(format: "%.1f GiB", Double(b) / gib) }
         if kvCache <= 0 {
             verdict = .doesNotFit
             let need = Double(weights + allowance + mambaState * maxSeqs + kvPerToken * engine.maxModelLen) / Double(input.totalMemory)
@@ -136,7 +137,6 @@ public enum Fit {
     }
 
     public static func text(_ r: FitReport) -> String {
-        func g(_ b: Int) -> String { String(format: "%.1f GiB", Double(b) / gib) }
         var rows: [(String, String)] = [
             ("weights per rank", g(r.weights_per_rank)),
             ("KV per token per rank", "\(r.kv_bytes_per_token_per_rank) B (\(r.attention_layers) attention layers)"),

@@ -21,7 +21,7 @@ public struct AuditRunner: Sendable {
         let commands = try Renderer(deployment).nodes()
         let inv = deployment.inventory
         return try await withSessions(inv.nodes, transport: transport, onUnreachable: { node, e in
-            throw UpFailure(step: "connect", node: node.name, cause: (e as? SousFailure)?.message ?? "\(e)", hint: (e as? SousFailure)?.hint, exitCode: .unreachable)
+            throw UpFailure.unreachable(node, e)
         }) { sessions in
             let outcomes = await fanOut(commands.map(\.node)) { node in
                 let s = sessions[node.name]!

@@ -70,10 +70,7 @@ public struct RollRunner: Sendable {
     }
 
     func deployment(image: String) throws(ConfigErrors) -> Deployment {
-        var inv = inventory
-        inv.image = image
-        inv.vllmVersion = VLLMVersion.fromImage(image) ?? inventory.vllmVersion
-        return try Deployment.make(recipe: recipe, inventory: inv)
+        try Deployment.make(recipe: recipe, inventory: inventory, image: image)
     }
 
     func runner(_ d: Deployment) -> UpRunner {

@@ -41,6 +41,11 @@ public struct UpFailure: SousFailure {
         self.hint = hint
         self.exitCode = exitCode
     }
+    /// A node that could not be reached or refused the connection.
+    public static func unreachable(_ node: NodeSpec, _ e: any Error) -> UpFailure {
+        UpFailure(step: "connect", node: node.name, cause: (e as? SousFailure)?.message ?? "\(e)", hint: (e as? SousFailure)?.hint, exitCode: .unreachable)
+    }
+
     public var message: String {
         var m = "\(step) failed" + (node.map { " on \($0)" } ?? "") + ": \(cause)"
         if let logTail, !logTail.isEmpty { m += "\n--- last lines of \(node ?? "the") container log ---\n\(logTail)" }
@@ -124,7 +129,7 @@ public struct UpRunner: Sendable {
         let t0 = clock.now
         return try await withSessions(inv.nodes, transport: transport, onUnreachable: { node, e in
             record("connect", .failed, node.name, t0)
-            throw UpFailure(step: "connect", node: node.name, cause: (e as? SousFailure)?.message ?? "\(e)", hint: (e as? SousFailure)?.hint, exitCode: .unreachable)
+            throw UpFailure.unreachable(node, e)
         }) { sessions in
             record("connect", .ok, "\(sessions.count) nodes", t0)
             var result = try await proceed(sessions, commands: commands, byName: byName, record: record)

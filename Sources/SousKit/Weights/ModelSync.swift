@@ -118,9 +118,9 @@ public struct ModelSync: Sendable {
         }
         let targets = inv.nodes.filter { $0.name != src && !Self.same(before[$0.name]!, srcStatus) }
         if !targets.isEmpty {
-            try await trust(targets, on: sessions[src]!, sessions: sessions)
+            let work = try await trust(targets, on: sessions[src]!, sessions: sessions)
             let copies = await fanOut(targets) { n in
-                try await copy(from: sessions[src]!, to: sessions[n.name]!, before: before[n.name]!)
+                try await copy(from: sessions[src]!, to: sessions[n.name]!, work: work, before: before[n.name]!)
             }
             for c in copies { actions[c.node.name] = try c.result.get() }
         }
@@ -229,8 +229,9 @@ public struct ModelSync: Sendable {
     // MARK: copy
 
     /// Writes, on the source node, a known_hosts file with the host keys sous itself verified for the targets,
-    /// so the node-to-node SSH of the copy trusts exactly those keys (nothing learned on first use).
-    func trust(_ targets: [NodeSpec], on src: NodeSession, sessions: [String: NodeSession]) async throws {
+    /// so the node-to-node SSH of the copy trusts exactly those keys (nothing learned on first use). Returns the
+    /// source's work directory (~/.cache/sous), where the file and the copies' job files go.
+    func trust(_ targets: [NodeSpec], on src: NodeSession, sessions: [String: NodeSession]) async throws -> String {
         let work = try await home(src)
         var lines = ""
         for t in targets {
@@ -239,10 +240,11 @@ public struct ModelSync: Sendable {
             lines += (port == 22 ? t.interconnectIP : "[\(t.interconnectIP)]:\(port)") + " " + key + "\n"
         }
         try await src.upload(Data(lines.utf8), to: work + "/known_hosts", mode: 0o600, sudo: false)
+        return work
     }
 
-    func copy(from src: NodeSession, to dst: NodeSession, before: CheckpointStatus) async throws -> String {
-        let t = dst.node, work = try await home(src)
+    func copy(from src: NodeSession, to dst: NodeSession, work: String, before: CheckpointStatus) async throws -> String {
+        let t = dst.node
         let from = HFRepo(deployment, node: src.node), to = HFRepo(deployment, node: t)
         try await removeBroken(dst, before)
         let ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=\(work)/known_hosts",
