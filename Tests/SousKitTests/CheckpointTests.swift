@@ -79,6 +79,9 @@ import Testing
         let bad = Checkpoint.parse(output(files: files, headers: headers + ["X ok config.json", "X bad model-00002-of-00002.safetensors"]), repo: repo)
         #expect(bad.state == .incomplete && !bad.verified && bad.broken == ["model-00002-of-00002.safetensors"])
         #expect(bad.problems == ["model-00002-of-00002.safetensors: its content does not match its hash (corrupt)"])
+        // A path with spaces keeps them.
+        let spaced = Checkpoint.parse(output(files: files + ["F f 5 extra notes.txt"], headers: headers + ["X bad extra notes.txt"]), repo: repo)
+        #expect(spaced.broken == ["extra notes.txt"])
         // Blobs not named by a hash (a copy made outside the hub's layout) cannot be verified.
         #expect(!Checkpoint.parse(output(files: files, headers: headers + ["X - config.json"]), repo: repo).verified)
     }

@@ -145,8 +145,9 @@ public enum Checkpoint {
                 if f[1] == "N" { broken.insert(f[3]) }
             case "H" where f.count == 4:
                 headers[f[3]] = Int(f[1]).flatMap { n in Int(f[2]).map { (n, $0) } }
-            case "X" where f.count == 3:
-                if f[1] == "bad" { corrupt.append(f[2]) }
+            case "X" where f.count >= 3:
+                // "X ok|bad|- PATH": the path may hold spaces, which the split into four fields cut.
+                if f[1] == "bad" { corrupt.append(f[2...].joined(separator: " ")) }
                 if f[1] != "-" { verified = true }
             default: break
             }
