@@ -140,7 +140,7 @@ extension Connection {
         }
         let result = try exec(place)
         if !result.ok {
-            _ = try? exec(RemoteCommand(["rm", "-f", "--", temp]))
+            _ = try? exec(RemoteCommand(["rm", "-f", "--", temp], timeout: .seconds(30)))
             throw fail(.uploadFailed, "could not put \(path) in place: \(result.tail())")
         }
     }

@@ -34,11 +34,11 @@ struct OpenCodeCommand: AsyncParsableCommand {
     func run() async throws {
         let d = try deployment.load()
         let inv = d.inventory
-        let base = baseURL ?? "http://\(inv.head.host):\(inv.port)/v1"
+        let base = baseURL ?? inv.baseURL + "/v1"
         guard base.hasSuffix("/v1") else { throw UsageError("--base-url must end at /v1 (the adapter appends /chat/completions)") }
         let key = try apiKey(inv)
         let r: HTTPResponse
-        do { r = try await URLSessionProbe().get("http://\(inv.head.host):\(inv.port)/v1/models", bearer: key, timeout: .seconds(10)) } catch {
+        do { r = try await URLSessionProbe().get(inv.baseURL + "/v1/models", bearer: key, timeout: .seconds(10)) } catch {
             throw OpenCodeConfig.Problem(message: "cannot read /v1/models: \(error)", hint: "is the cluster up? sous up --recipe \(d.recipe.name) --inventory \(inv.file)")
         }
         if r.status == 401 { throw OpenCodeConfig.Problem(message: "/v1/models answered 401", hint: "export \(inv.apiKeyEnv ?? "VLLM_API_KEY") with the cluster's key") }

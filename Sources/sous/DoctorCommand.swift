@@ -20,7 +20,7 @@ struct DoctorCommand: AsyncParsableCommand {
     var baseURL: String?
 
     @Option(help: "Seconds each request may take.")
-    var timeout: Double = 60
+    var timeout = DurationArg("60s")
 
     func run() async throws {
         let d = try deployment.load()
@@ -29,9 +29,9 @@ struct DoctorCommand: AsyncParsableCommand {
         let sampling = d.recipe.sampling.map { ($0.key, $0.value.value) }
         func validate(_ url: String) async -> [CheckResult] {
             await Validator(probe: URLSessionProbe(), baseURL: url, model: d.recipe.servedModelName, key: key, sampling: sampling,
-                            timeout: .milliseconds(Int(timeout * 1000))).run()
+                            timeout: timeout.duration).run()
         }
-        let direct = await validate("http://\(inv.head.host):\(inv.port)/v1")
+        let direct = await validate(inv.baseURL + "/v1")
         let proxied = baseURL == nil ? nil : await validate(baseURL!)
         let audit = (try? await AuditRunner(deployment: d, transport: ssh.transport(for: inv)).run())?.flatMap(\.findings) ?? []
         let found = Doctor.diagnose(direct: direct, viaProxy: proxied, audit: audit, servedName: d.recipe.servedModelName)

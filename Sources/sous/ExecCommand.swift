@@ -11,17 +11,21 @@ struct SSHOptions: ParsableArguments {
     @Flag(help: "Trust on first use: add an unknown host's key to known_hosts. A changed key is still refused.")
     var acceptNew = false
 
-    @Option(help: "Seconds to wait for each node's SSH connection.")
-    var connectTimeout: Double = 10
+    @Option(help: "How long to wait for each node's SSH connection (10s, 1m).")
+    var connectTimeout = DurationArg("10s")
 
-    func transport(for inventory: Inventory) -> SSHTransport {
+    @Flag(name: [.customShort("v"), .long], help: "Print every remote command as it runs: node, command line, exit status, duration (never a secret).")
+    var verbose = false
+
+    func transport(for inventory: Inventory) -> Transport {
         transport(defaultKnownHosts: inventory.knownHosts)
     }
 
-    func transport(defaultKnownHosts: String?) -> SSHTransport {
-        SSHTransport(knownHosts: knownHosts ?? defaultKnownHosts, acceptNew: acceptNew,
-                     connectTimeout: .milliseconds(Int(connectTimeout * 1000)),
-                     onWarning: { Console.warning($0) })
+    func transport(defaultKnownHosts: String?) -> Transport {
+        let ssh = SSHTransport(knownHosts: knownHosts ?? defaultKnownHosts, acceptNew: acceptNew, connectTimeout: connectTimeout.duration,
+                               onWarning: { Console.warning($0) })
+        guard verbose else { return ssh }
+        return LoggingTransport(ssh, logger: Console.verboseLogger())
     }
 }
 
@@ -44,7 +48,7 @@ struct ExecCommand: AsyncParsableCommand {
     var nodes: String?
 
     @Option(help: "Seconds before the command is ended on the node.")
-    var timeout: Double?
+    var timeout: DurationArg?
 
     @Flag(help: "Run the command through `sudo -n`.")
     var sudo = false
@@ -71,8 +75,8 @@ struct ExecCommand: AsyncParsableCommand {
         Console.warnings(warnings)
         let selected = try selectNodes(inv, nodes)
         let remote = command.count == 1
-            ? RemoteCommand.shell(command[0], timeout: timeout.map { .milliseconds(Int($0 * 1000)) }, sudo: sudo)
-            : RemoteCommand(command, timeout: timeout.map { .milliseconds(Int($0 * 1000)) }, sudo: sudo)
+            ? RemoteCommand.shell(command[0], timeout: timeout?.duration, sudo: sudo)
+            : RemoteCommand(command, timeout: timeout?.duration, sudo: sudo)
         _ = try remote.commandLine()
         let transport = ssh.transport(for: inv)
         let clock = ContinuousClock()
@@ -122,7 +126,7 @@ struct ExecCommand: AsyncParsableCommand {
                 }
             }
             let ok = outcomes.count - failed.count
-            let seconds = String(format: "%.2f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            let seconds = String(format: "%.2f", elapsed.seconds)
             let summary = "\(ok)/\(outcomes.count) nodes ok in \(seconds) s" + (failed.isEmpty ? "" : "; failed: " + failed.joined(separator: ", "))
             FileHandle.standardError.write(Data((summary + "\n").utf8))
         }

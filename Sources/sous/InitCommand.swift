@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import SousKit
-import SousSim
+
 import SSH
 
 struct InitCommand: AsyncParsableCommand {
@@ -108,42 +108,16 @@ struct CheckLinkCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (inv, _) = try InventoryReader.load(path: inventory)
-        let transport = ssh.transport(for: inv)
-        let ifname = inv.interface
-        let outcomes = await fanOut(inv.nodes) { node in
-            try await transport.with(node) { s -> (String, [String], Bool) in
-                let peers = inv.nodes.filter { $0.name != node.name }.map(\.interconnectIP)
-                let script = """
-                cat /sys/class/net/\(ifname)/mtu 2>/dev/null || echo missing
-                for ip in \(peers.joined(separator: " ")); do
-                  if timeout 3 bash -c ": > /dev/tcp/$ip/22" 2>/dev/null || ping -c1 -W2 "$ip" >/dev/null 2>&1; then echo "ok $ip"; else echo "unreachable $ip"; fi
-                done
-                """
-                let r = try await s.run(.shell(script, timeout: .seconds(30)))
-                let gid = try await s.run(.shell("grep -ls NCCL_IB_GID_INDEX /etc/environment \(NodePaths.envFile) 2>/dev/null; docker inspect --format '{{json .Config.Env}}' \(NodePaths.container) 2>/dev/null | grep -c NCCL_IB_GID_INDEX || true", sudo: true))
-                let lines = r.stdoutText.split(separator: "\n").map(String.init)
-                let gidSet = gid.stdoutText.split(separator: "\n").contains { $0.hasPrefix("/") || (Int($0) ?? 0) > 0 }
-                return (lines.first ?? "missing", Array(lines.dropFirst()), gidSet)
-            }
+        let report = await LinkReport.gather(inv, transport: ssh.transport(for: inv))
+        for l in report.nodes {
+            print("\(l.node): \(inv.interface) mtu \(l.mtu); " + l.peers.joined(separator: ", "))
+            if l.gidIndexSet { Console.warning("\(l.node): NCCL_IB_GID_INDEX is set: the GID table drifts and a pinned index hangs the tensor-parallel handshake; remove it") }
         }
-        var problems = 0
-        var mtus: [String: String] = [:]
-        for o in outcomes {
-            switch o.result {
-            case .success(let (mtu, reach, gid)):
-                mtus[o.node.name] = mtu
-                print("\(o.node.name): \(ifname) mtu \(mtu); " + reach.joined(separator: ", "))
-                problems += reach.filter { $0.hasPrefix("unreachable") }.count
-                if gid { problems += 1; Console.warning("\(o.node.name): NCCL_IB_GID_INDEX is set: the GID table drifts and a pinned index hangs the tensor-parallel handshake; remove it") }
-            case .failure(let e):
-                problems += 1
-                Console.error((e as? SousFailure)?.message ?? "\(o.node.name): \(e)")
-            }
+        for e in report.errors { Console.error(e) }
+        if report.mtuMismatch {
+            print("MTU MISMATCH on \(inv.interface): " + report.nodes.map { "\($0.node) \($0.mtu)" }.joined(separator: ", ") + " (NCCL handshakes hang; set the same MTU on both ends)")
         }
-        if Set(mtus.values).count > 1 {
-            problems += 1
-            print("MTU MISMATCH on \(ifname): " + mtus.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + " (NCCL handshakes hang; set the same MTU on both ends)")
-        }
+        let problems = report.problems
         print(problems == 0 ? "link ok" : "\(problems) problem\(problems == 1 ? "" : "s")")
         if problems > 0 { throw ExitCode(ExitStatus.checkFailed.rawValue) }
     }

@@ -49,13 +49,13 @@ struct ModelCommand: AsyncParsableCommand {
         let reporter = LineReporter(toStderr: true)
         let sync = ModelSync(deployment: d, hfToken: hfToken(inv), onProgress: { reporter.progress($0) })
         let results = try await withSessions(inv.nodes, transport: ssh.transport(for: inv), onUnreachable: { node, e in
-            throw UpFailure.unreachable(node, e)
+            throw StepFailure.unreachable(node, e)
         }) { sessions in try await sync.ensure(sessions, fetch: fetch, verify: verify) }
         reporter.transfers.finishLine(FileHandle.standardError)
         let head = results.first { $0.node == inv.head.name }!.status
         var problem = sync.inconsistency(results, verify: verify)
         if problem == nil, verify, let unverified = results.first(where: { !$0.status.verified }) {
-            problem = UpFailure(step: "model", node: unverified.node, cause: "no file could be checked against its hash (not a Hugging Face cache layout?)", hint: nil, exitCode: .checkFailed)
+            problem = StepFailure(step: "model", node: unverified.node, cause: "no file could be checked against its hash (not a Hugging Face cache layout?)", hint: nil, exitCode: .checkFailed)
         }
         if json {
             print(encodeJSON(results), terminator: "")

@@ -22,3 +22,20 @@ struct DeploymentOptions: ParsableArguments {
         return d
     }
 }
+
+/// A time option: `90s`, `30m`, `1h`, `500ms` or bare seconds; non-finite, zero and absurd values are refused (exit 2).
+struct DurationArg: ExpressibleByArgument, Sendable {
+    var text: String
+    var duration: Duration
+
+    init?(argument: String) {
+        guard let d = try? Duration.parse(argument) else { return nil }
+        text = argument
+        duration = d
+    }
+
+    /// A default written in the source.
+    init(_ text: String) { self.init(argument: text)! }
+
+    var defaultValueDescription: String { text }
+}

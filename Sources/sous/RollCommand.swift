@@ -23,10 +23,10 @@ struct RollCommand: AsyncParsableCommand {
     var image: String
 
     @Option(help: "How long each engine may take to become healthy (90s, 30m, 1h).")
-    var timeout = "30m"
+    var timeout = DurationArg("30m")
 
-    @Option(help: "Seconds each verification request may take.")
-    var checkTimeout: Double = 120
+    @Option(help: "How long each verification request may take (120s, 2m).")
+    var checkTimeout = DurationArg("120s")
 
     @Flag(help: "Clear a stale cluster lock first.")
     var forceUnlock = false
@@ -37,34 +37,36 @@ struct RollCommand: AsyncParsableCommand {
     func run() async throws {
         Signals.stopAtSafePoints()
         let d = try deployment.load()
-        try await Self.roll(d, to: image, ssh: ssh, timeout: timeout, checkTimeout: checkTimeout, forceUnlock: forceUnlock, json: json)
+        try await Self.roll(d, to: image, ssh: ssh, timeout: timeout.duration, checkTimeout: checkTimeout.duration, forceUnlock: forceUnlock, json: json)
     }
 
-    static func roll(_ d: Deployment, to image: String, ssh: SSHOptions, timeout: String, checkTimeout: Double, forceUnlock: Bool, json: Bool) async throws {
+    static func roll(_ d: Deployment, to image: String, ssh: SSHOptions, timeout: Duration, checkTimeout: Duration, forceUnlock: Bool, json: Bool) async throws {
         guard ImageRef.isPinned(image) else { throw UsageError("`\(image)` is not pinned", hint: "use an exact tag or a digest") }
         let runner = RollRunner(recipe: d.recipe, inventory: d.inventory, newImage: image, transport: ssh.transport(for: d.inventory),
                                 probe: URLSessionProbe(), key: try apiKey(d.inventory), reporter: LineReporter(toStderr: json),
-                                engineTimeout: try parseDuration(timeout), checkTimeout: .milliseconds(Int(checkTimeout * 1000)), forceUnlock: forceUnlock)
+                                engineTimeout: timeout, checkTimeout: checkTimeout, forceUnlock: forceUnlock)
         let r = try await runner.run()
         if json {
             print(encodeJSON(r), terminator: "")
         } else {
             print("fingerprint: \(r.fingerprint_old ?? "none") → \(r.fingerprint_new ?? "none")")
             print("serving gap: " + (r.serving_gap_s.map { String(format: "%.2f s", $0) } ?? "unknown"))
-            print("outcome: \(r.outcome) (\(r.from) → \(r.to))")
+            print("outcome: \(r.outcome.rawValue) (\(r.from) → \(r.to))")
             if let cause = r.cause { print("cause: \(cause)") }
         }
         if Interruption.shared.requested != nil { throw ExitCode(ExitStatus.interrupted.rawValue) }
-        if r.outcome != "verified" { throw ExitCode(ExitStatus.checkFailed.rawValue) }
+        if r.outcome != .verified { throw ExitCode(ExitStatus.checkFailed.rawValue) }
     }
 }
 
-/// Journal entries from the head.
-func readJournal(_ inv: Inventory, ssh: SSHOptions) async throws -> [[String: Any]] {
-    let text = try await ssh.transport(for: inv).with(inv.head) { s in
-        try await s.run(RemoteCommand(["sh", "-c", "cat \"$1\" 2>/dev/null || true", "sous", NodePaths.stateDir + "/journal.jsonl"])).stdoutText
+/// Journal entries from the head; lines sous cannot read are skipped with a warning.
+func readJournal(_ inv: Inventory, ssh: SSHOptions) async throws -> [JournalEntry] {
+    let text = try await withSessions([inv.head], transport: ssh.transport(for: inv), reporter: SilentReporter()) { s in
+        try await s[inv.head.name]!.run(JournalOps.read()).stdoutText
     }
-    return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    let (entries, warnings) = JournalOps.parse(text)
+    for w in warnings { Console.warning(w) }
+    return entries
 }
 
 struct HistoryCommand: AsyncParsableCommand {
@@ -80,11 +82,10 @@ struct HistoryCommand: AsyncParsableCommand {
         let entries = try await readJournal(inv, ssh: ssh)
         var rows = [["#", "WHEN", "EVENT", "IMAGE", "OUTCOME", "FINGERPRINT"]]
         for (i, e) in entries.enumerated() {
-            let event = e["event"] as? String ?? "?"
-            let image = event == "roll" ? "\(e["from"] ?? "?") → \(e["to"] ?? "?")" : "\(e["image"] ?? "?")"
-            let outcome = event == "roll" ? (e["outcome"] as? String ?? "?") : "verified"
-            let fp = event == "roll" ? (e["fingerprint_new"] as? String ?? "-") : (e["fingerprint"] as? String ?? "-")
-            rows.append(["\(i + 1)", e["finished_at"] as? String ?? "?", event, image, outcome, fp])
+            let image = e.event == .roll ? "\(e.from ?? "?") → \(e.to ?? "?")" : e.image ?? "-"
+            let outcome = e.event == .roll ? e.outcome?.rawValue ?? "?" : e.event == .up ? "verified" : "-"
+            let fp = (e.event == .roll ? e.fingerprint_new : e.fingerprint) ?? "-"
+            rows.append(["\(i + 1)", e.finished_at ?? "?", e.event.rawValue, image, outcome, fp])
         }
         print(formatTable(rows), terminator: "")
     }
@@ -103,8 +104,11 @@ struct RollbackCommand: AsyncParsableCommand {
     @Option(help: "Journal entry number (from `sous history`).")
     var to: Int?
 
-    @Option(help: "How long each engine may take to become healthy.")
-    var timeout = "30m"
+    @Option(help: "How long each engine may take to become healthy (90s, 30m, 1h).")
+    var timeout = DurationArg("30m")
+
+    @Flag(help: "Remove a stale cluster lock first (its holder is named).")
+    var forceUnlock = false
 
     @Flag(help: "Print JSON.")
     var json = false
@@ -113,24 +117,19 @@ struct RollbackCommand: AsyncParsableCommand {
         Signals.stopAtSafePoints()
         let d = try deployment.load()
         let entries = try await readJournal(d.inventory, ssh: ssh)
-        func verifiedImage(_ e: [String: Any]) -> String? {
-            if e["event"] as? String == "up" { return e["image"] as? String }
-            if e["event"] as? String == "roll" { return e["outcome"] as? String == "verified" ? e["to"] as? String : e["from"] as? String }
-            return nil
-        }
         let target: String
         if let to {
-            guard (1...entries.count).contains(to), let image = verifiedImage(entries[to - 1]) else {
+            guard (1...max(1, entries.count)).contains(to), to <= entries.count, let image = entries[to - 1].verifiedImage else {
                 throw UsageError("journal entry \(to) has no verified image", hint: "sous history -i \(d.inventory.file)")
             }
             target = image
         } else {
-            let images = entries.compactMap(verifiedImage)
+            let images = entries.compactMap(\.verifiedImage)
             guard let current = images.last, let previous = images.last(where: { $0 != current }) else {
                 throw UsageError("the journal has no earlier image to roll back to", hint: "sous history -i \(d.inventory.file)")
             }
             target = previous
         }
-        try await RollCommand.roll(d, to: target, ssh: ssh, timeout: timeout, checkTimeout: 120, forceUnlock: false, json: json)
+        try await RollCommand.roll(d, to: target, ssh: ssh, timeout: timeout.duration, checkTimeout: .seconds(120), forceUnlock: forceUnlock, json: json)
     }
 }

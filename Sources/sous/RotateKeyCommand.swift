@@ -24,16 +24,28 @@ struct RotateKeyCommand: AsyncParsableCommand {
     @Flag(name: .customLong("print"), help: "Print the new key on stdout.")
     var print_ = false
 
-    @Option(help: "How long the engine may take to become healthy.")
-    var timeout = "30m"
+    @Option(help: "How long the engine may take to become healthy (90s, 30m, 1h).")
+    var timeout = DurationArg("30m")
 
+    /// Writes the key with mode 0600, fsyncs and closes it, then reads it back: the cluster is not touched
+    /// unless the new key is safely on disk (a full disk must not lose it).
     static func writeSecret(_ s: Secret, to path: String) throws {
+        func fail(_ what: String) -> UsageError {
+            UsageError("cannot write the new key to \(path): \(what): \(String(cString: strerror(errno))); nothing was changed", hint: "free space or choose another --key-file")
+        }
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard fd >= 0 else { throw UsageError("cannot write \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+        guard fd >= 0 else { throw fail("open") }
         fchmod(fd, 0o600)
-        let text = s.reveal() + "\n"
-        _ = text.withCString { write(fd, $0, strlen($0)) }
+        let bytes = Array((s.reveal() + "\n").utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { close(fd); throw fail("write") }
+            written += n
+        }
+        if fsync(fd) != 0 { close(fd); throw fail("fsync") }
+        if close(fd) != 0 { throw fail("close") }
+        guard (try? Data(contentsOf: URL(fileURLWithPath: path))) == Data(bytes) else { throw fail("reading it back gave other bytes") }
     }
 
     func run() async throws {
@@ -45,9 +57,10 @@ struct RotateKeyCommand: AsyncParsableCommand {
         guard let old = try apiKey(d.inventory) else { throw UsageError("the inventory sets no api_key_env: there is no key to rotate") }
         let new = KeyRotation.newKey()
         if let keyFile { try Self.writeSecret(new, to: keyFile) }
+        // Printed before the switch: once the engine runs with it, this key must not be lost with a dropped terminal.
+        if print_ { FileHandle.standardOutput.write(Data((new.reveal() + "\n").utf8)) }
         let result = try await KeyRotation(deployment: d, transport: ssh.transport(for: d.inventory), probe: URLSessionProbe(),
-                                           reporter: LineReporter(toStderr: print_), engineTimeout: try parseDuration(timeout)).run(old: old, new: new)
-        if print_ { Swift.print(new.reveal()) }
+                                           reporter: LineReporter(toStderr: print_), engineTimeout: timeout.duration).run(old: old, new: new)
         let keyVar = d.inventory.apiKeyEnv ?? "VLLM_API_KEY"
         FileHandle.standardError.write(Data("""
         rotated: the new key is verified (\(result.fingerprint ?? "no fingerprint")), the old one gets 401.

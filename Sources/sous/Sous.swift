@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SousKit
 import SousSim
+import Logging
 
 @main
 struct Sous: AsyncParsableCommand {
@@ -100,9 +101,29 @@ enum Console {
     static func warning(_ text: String) {
         FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
     }
+    /// The logger behind --verbose: one line per remote command on stderr, `· NODE: …`.
+    static func verboseLogger() -> Logger {
+        var logger = Logger(label: "sous") { _ in VerboseHandler() }
+        logger.logLevel = .debug
+        return logger
+    }
     static func warnings(_ issues: [ConfigIssue]) {
         for issue in issues where issue.severity == .warning {
             FileHandle.standardError.write(Data((issue.description + "\n").utf8))
         }
+    }
+}
+
+/// Prints log lines for people: `· NODE: message` on stderr.
+struct VerboseHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        let node = event.metadata?["node"].map { "\($0): " } ?? ""
+        FileHandle.standardError.write(Data("· \(node)\(event.message)\n".utf8))
     }
 }

@@ -19,6 +19,11 @@ struct LineReporter: Reporter {
     }
 
     func progress(key: String, line: String, done: Bool) { transfers.show(key: key, line: line, done: done, handle) }
+
+    func warning(_ text: String) {
+        transfers.finishLine(handle)
+        Console.warning(text)
+    }
 }
 
 final class TransferPrinter: @unchecked Sendable {
@@ -48,15 +53,6 @@ final class TransferPrinter: @unchecked Sendable {
 /// The Hugging Face token from the environment variable the inventory names (hf_token_env, default HF_TOKEN).
 func hfToken(_ inv: Inventory) -> Secret? {
     ProcessInfo.processInfo.environment[inv.hfTokenEnv].flatMap { $0.isEmpty ? nil : Secret($0) }
-}
-
-/// Parses 90, 90s, 30m, 1h.
-func parseDuration(_ text: String) throws -> Duration {
-    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
-    var t = text, factor = 1.0
-    if let last = t.last, let f = units[last] { factor = f; t.removeLast() }
-    guard let v = Double(t), v > 0 else { throw UsageError("`\(text)` is not a duration like 90s, 30m or 1h") }
-    return .milliseconds(Int(v * factor * 1000))
 }
 
 /// The API key from the environment variable the inventory names; never printed. Missing is a usage error.
@@ -97,10 +93,13 @@ struct UpCommand: AsyncParsableCommand {
     var image: String?
 
     @Option(help: "How long the engine may take to become healthy (90s, 30m, 1h).")
-    var timeout = "30m"
+    var timeout = DurationArg("30m")
 
-    @Option(help: "Seconds each verification request may take (a wedged engine never answers).")
-    var checkTimeout: Double = 120
+    @Option(help: "How long each verification request may take (a wedged engine never answers).")
+    var checkTimeout = DurationArg("120s")
+
+    @Flag(help: "Remove a stale cluster lock first (its holder is named).")
+    var forceUnlock = false
 
     @Flag(help: "Start even when `sous fit` says the recipe does not fit.")
     var force = false
@@ -117,9 +116,10 @@ struct UpCommand: AsyncParsableCommand {
         if let image { d = try Deployment.make(recipe: d.recipe, inventory: d.inventory, image: image) }
         let key = try apiKey(d.inventory)
         var runner = UpRunner(deployment: d, transport: ssh.transport(for: d.inventory), probe: URLSessionProbe(), key: key,
-                              reporter: LineReporter(toStderr: json), engineTimeout: try parseDuration(timeout),
-                              checkTimeout: .milliseconds(Int(checkTimeout * 1000)))
+                              reporter: LineReporter(toStderr: json), engineTimeout: timeout.duration,
+                              checkTimeout: checkTimeout.duration)
         runner.force = force
+        runner.forceUnlock = forceUnlock
         runner.fetch = !noFetch
         runner.hfToken = hfToken(d.inventory)
         let result = try await runner.run()
@@ -161,8 +161,8 @@ struct ValidateCommand: AsyncParsableCommand {
     @Option(help: "Require system_fingerprint to show this tensor-parallel size.")
     var tp: Int?
 
-    @Option(help: "Seconds to wait for each request.")
-    var timeout: Double = 120
+    @Option(help: "How long each request may take (120s, 2m).")
+    var timeout = DurationArg("120s")
 
     @Flag(help: "Print JSON.")
     var json = false
@@ -175,7 +175,7 @@ struct ValidateCommand: AsyncParsableCommand {
             sampling = try RecipeReader.load(path: path).0.sampling.map { ($0.key, $0.value.value) }
         }
         let results = await Validator(probe: URLSessionProbe(), baseURL: baseURL, model: model, key: key, sampling: sampling,
-                                      tensorParallel: tp, timeout: .milliseconds(Int(timeout * 1000))).run()
+                                      tensorParallel: tp, timeout: timeout.duration).run()
         if json {
             print(encodeJSON(results), terminator: "")
         } else {

@@ -121,7 +121,7 @@ import Testing
 
     @Test func planListsStepsInOrder() throws {
         let steps = UpPlan.steps(try deployment())
-        #expect(steps.map(\.id) == ["preflight", "model", "fit", "harden.sshd", "harden.earlyoom", "pull", "env", "start.workers", "start.head", "wait", "verify"])
+        #expect(steps.map(\.id) == ["preflight", "model", "fit", "harden.sshd", "harden.earlyoom", "pull", "env", "start.workers", "start.head", "wait", "verify", "journal"])
         #expect(steps.first { $0.id == "start.workers" }!.nodes == ["spark-b"])
         #expect(steps.last!.check.hasPrefix("a real completion whose system_fingerprint contains -tp2-"))
     }

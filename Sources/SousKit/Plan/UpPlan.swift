@@ -26,7 +26,7 @@ public struct PlanStep: Sendable, Encodable, Equatable {
 public enum UpPlan {
     /// The steps, with what a local copy of the checkpoint already says about the model and fit steps.
     public static func steps(_ d: Deployment, checkpoint: CheckpointStatus?) -> [PlanStep] {
-        var steps = steps(d)
+        var steps = UpRunner.steps(d).map(\.plan)
         guard let c = checkpoint else { return steps }
         for i in steps.indices {
             if steps[i].id == "model" {
@@ -41,7 +41,11 @@ public enum UpPlan {
         return steps
     }
 
-    public static func steps(_ d: Deployment) -> [PlanStep] {
+    /// The steps `sous up` runs, as `sous plan` prints them.
+    public static func steps(_ d: Deployment) -> [PlanStep] { steps(d, checkpoint: nil) }
+
+    /// What `sous plan` says about each step of `UpRunner.steps`, by id (the runner's list decides the order).
+    static func describe(_ d: Deployment) -> [PlanStep] {
         let inv = d.inventory, recipe = d.recipe
         let all = inv.nodes.map(\.name)
         let workers = inv.ranked.filter { $0.rank > 0 }.map(\.node.name)
@@ -72,22 +76,23 @@ public enum UpPlan {
                      check: "the file exists with mode 0600 and the rendered content" + (inv.apiKeyEnv != nil ? " (the API key on \(head) only)" : ""),
                      apply: "SFTP upload to a temporary name with mode 0600, then rename over the old file"),
         ]
-        if !workers.isEmpty {
-            steps.append(PlanStep(id: "start.workers", title: "start worker rank\(workers.count == 1 ? "" : "s")", nodes: workers,
-                                  check: "container \(NodePaths.container) is running with the rendered image and arguments (`docker inspect`)",
-                                  apply: "`docker rm -f \(NodePaths.container)`; `docker run` as `sous render` prints"))
-        }
+        steps.append(PlanStep(id: "start.workers", title: "start worker rank\(workers.count == 1 ? "" : "s")", nodes: workers,
+                              check: "container \(NodePaths.container) is running with the rendered image and arguments (`docker inspect`)",
+                              apply: "`docker rm -f \(NodePaths.container)` on every node, the head first; `docker run` as `sous render` prints"))
         steps.append(PlanStep(id: "start.head", title: "start the head (rank 0, API on :\(inv.port))", nodes: [head],
                               check: "container \(NodePaths.container) is running with the rendered image and arguments (`docker inspect`)",
                               apply: "`docker rm -f \(NodePaths.container)`; `docker run` as `sous render` prints"))
-        steps.append(PlanStep(id: "wait", title: "wait for the engine", nodes: [head],
-                              check: "containers running on every node → GET /health 200 → GET /v1/models lists \(recipe.servedModelName)"
-                                + (inv.apiKeyEnv != nil ? " with the key, and 401 without it" : ""),
-                              apply: "poll each layer with its own timeout; on failure show that node's container log"))
+        steps.append(PlanStep(id: "wait", title: "wait for the engine", nodes: all,
+                              check: "the container runs on every node (an exited one stops `up` with its log) → GET /health 200 on \(head)",
+                              apply: "poll until --timeout, showing the head's latest log line"))
         steps.append(PlanStep(id: "verify", title: "verify like an agent", nodes: [head],
-                              check: (fingerprint ? "a real completion whose system_fingerprint contains -\(tp)-" : "vLLM \(inv.vllmVersion!) has no system_fingerprint: --tensor-parallel-size \(recipe.tensorParallelSize) on every node from `docker inspect` and the engine log")
+                              check: "GET /v1/models lists \(recipe.servedModelName)" + (inv.apiKeyEnv != nil ? " with the key, and 401 without it; " : "; ")
+                                + (fingerprint ? "a real completion whose system_fingerprint contains -\(tp)-" : "vLLM \(inv.vllmVersion!) has no system_fingerprint: --tensor-parallel-size \(recipe.tensorParallelSize) on every node from `docker inspect` and the engine log")
                                 + "; then the four checks: model list, forced tool call, JSON arguments, tool-result round trip",
-                              apply: "nothing: read-only; the result goes to the journal"))
+                              apply: "nothing: read-only"))
+        steps.append(PlanStep(id: "journal", title: "record the result", nodes: [head],
+                              check: "nothing: every verified run is recorded",
+                              apply: "append one JSON line to \(JournalOps.path) on \(head) and to ~/.local/state/sous/journal.jsonl (`sous history`)"))
         return steps
     }
 

@@ -20,9 +20,7 @@ public struct AuditRunner: Sendable {
     public func run() async throws -> [NodeAudit] {
         let commands = try Renderer(deployment).nodes()
         let inv = deployment.inventory
-        return try await withSessions(inv.nodes, transport: transport, onUnreachable: { node, e in
-            throw UpFailure.unreachable(node, e)
-        }) { sessions in
+        return try await withSessions(inv.nodes, transport: transport, reporter: SilentReporter()) { sessions in
             let outcomes = await fanOut(commands.map(\.node)) { node in
                 let s = sessions[node.name]!
                 let c = commands.first { $0.node.name == node.name }!
@@ -46,18 +44,6 @@ public struct AuditRunner: Sendable {
     }
 
     func gather(_ s: NodeSession, node: NodeSpec, checkpoint: CheckpointStatus) async throws -> RunningNode {
-        let r = try await s.run(RemoteCommand(["docker", "inspect", "--format", "{{json .}}", NodePaths.container]))
-        guard r.ok, let obj = try? JSONSerialization.jsonObject(with: r.stdout) as? [String: Any] else {
-            return RunningNode(node: node, running: false, imageRef: "", imageID: "", args: [], env: [], checkpointQuantization: nil)
-        }
-        let config = obj["Config"] as? [String: Any] ?? [:]
-        let env = (config["Env"] as? [String] ?? []).map { e -> (String, String) in
-            let p = e.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            return (String(p[0]), p.count > 1 ? String(p[1]) : "")
-        }
-        let quant = checkpoint.quantization?.method
-        return RunningNode(node: node, running: (obj["State"] as? [String: Any])?["Running"] as? Bool ?? false,
-                           imageRef: config["Image"] as? String ?? "", imageID: obj["Image"] as? String ?? "",
-                           args: obj["Args"] as? [String] ?? [], env: env, checkpointQuantization: quant)
+        DockerOps.parseInspect(try await s.run(DockerOps.inspect()), node: node, checkpointQuantization: checkpoint.quantization?.method)
     }
 }

@@ -32,40 +32,42 @@ public struct KeyRotation: Sendable {
 
     public func run(old: Secret, new: Secret) async throws -> UpResult {
         let inv = deployment.inventory
-        return try await transport.with(inv.head) { head in
-            try await ClusterLock.acquire(head, what: "rotate-key")
-            do {
-                let result = try await rotate(old: old, new: new)
-                await ClusterLock.release(head)
-                return result
-            } catch {
-                await ClusterLock.release(head)
-                throw error
+        return try await withSessions(inv.nodes, transport: transport, reporter: reporter) { sessions in
+            try await ClusterLock.with(sessions[inv.head.name]!, what: "rotate-key", warn: { [reporter] in reporter.warning($0) }) { lock in
+                try await rotate(old: old, new: new, sessions: sessions, lock: lock)
             }
         }
     }
 
-    func runner(_ key: Secret) -> UpRunner {
-        UpRunner(deployment: deployment, transport: transport, probe: probe, key: key, reporter: reporter, engineTimeout: engineTimeout)
+    func runner(_ key: Secret, interruptible: Bool = true) -> UpRunner {
+        var r = UpRunner(deployment: deployment, transport: transport, probe: probe, key: key, reporter: reporter, engineTimeout: engineTimeout)
+        r.interruptible = interruptible
+        return r
     }
 
-    func rotate(old: Secret, new: Secret) async throws -> UpResult {
+    func rotate(old: Secret, new: Secret, sessions: [String: NodeSession], lock: ClusterLock.Holder) async throws -> UpResult {
         let result: UpResult
         do {
-            result = try await runner(new).run()
+            result = try await runner(new).run(sessions, lock: lock)
         } catch {
             let interrupted = Interruption.shared.requested != nil
+            let why = (error as? SousFailure)?.message ?? "\(error)"
             reporter.step("restore", .changed, "the old key: " + (interrupted ? "interrupted" : "the engine did not verify with the new one"), elapsed: .zero)
             // Putting the old key back is what an interruption asks for: not interruptible itself.
-            var back = runner(old)
-            back.interruptible = false
-            _ = try? await back.run()
+            let restored: Bool
+            do { _ = try await runner(old, interruptible: false).run(sessions, lock: lock); restored = true } catch {
+                reporter.step("restore", .failed, (error as? SousFailure)?.message ?? "\(error)", elapsed: .zero)
+                restored = false
+            }
+            let up = "sous up --recipe \(deployment.recipe.name) --inventory \(deployment.inventory.file)"
+            guard restored else {
+                throw Failed(message: "the engine did not verify with the new key, and putting the old key back failed too: \(why)",
+                             hint: "neither key is verified: export the key you want in \(deployment.inventory.apiKeyEnv ?? "VLLM_API_KEY") and run `\(up)`")
+            }
             if interrupted { try Interruption.shared.check("rotate-key", state: "the old key is back") }
-            throw Failed(message: "the engine did not verify with the new key; the old key is back: \((error as? SousFailure)?.message ?? "\(error)")",
-                         hint: "sous up --recipe \(deployment.recipe.name) --inventory \(deployment.inventory.file)")
+            throw Failed(message: "the engine did not verify with the new key; the old key is back: \(why)", hint: up)
         }
-        let url = "http://\(deployment.inventory.head.host):\(deployment.inventory.port)/v1/models"
-        let withOld = try await probe.get(url, bearer: old, timeout: .seconds(10))
+        let withOld = try await probe.get(deployment.inventory.baseURL + "/v1/models", bearer: old, timeout: .seconds(10))
         guard withOld.status == 401 else {
             throw Failed(message: "the old key still answers \(withOld.status) on /v1/models", hint: "check VLLM_API_KEY in \(NodePaths.envFile) on \(deployment.inventory.head.name)")
         }

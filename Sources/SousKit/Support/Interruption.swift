@@ -23,6 +23,6 @@ public final class Interruption: @unchecked Sendable {
     /// Throws when a stop was asked for; `state` says what the nodes are left with and what to run next.
     public func check(_ step: String, node: String? = nil, state: String) throws {
         guard let s = requested else { return }
-        throw UpFailure(step: step, node: node, cause: "interrupted (\(s == SIGTERM ? "SIGTERM" : "SIGINT")); \(state)", hint: nil, exitCode: .interrupted)
+        throw StepFailure(step: step, node: node, cause: "interrupted (\(s == SIGTERM ? "SIGTERM" : "SIGINT")); \(state)", hint: nil, exitCode: .interrupted)
     }
 }

@@ -112,7 +112,7 @@ public enum Checkpoint {
     /// Reads one node's checkpoint status over its session.
     public static func read(_ s: NodeSession, repo: HFRepo, verify: Bool = false) async throws -> CheckpointStatus {
         let r = try await s.run(.shell(try statusScript(repo, verify: verify), timeout: verify ? .seconds(3 * 3600) : .seconds(120)))
-        guard r.ok else { throw UpFailure(step: "model", node: s.node.name, cause: "reading the HF cache failed: \(r.tail())", hint: nil, exitCode: .checkFailed) }
+        guard r.ok else { throw StepFailure(step: "model", node: s.node.name, cause: "reading the HF cache failed: \(r.tail())", hint: nil, exitCode: .checkFailed) }
         return parse(r.stdoutText, repo: repo)
     }
 

@@ -69,8 +69,8 @@ public struct ModelSync: Sendable {
     var inv: Inventory { deployment.inventory }
     var model: String { deployment.recipe.model }
 
-    func fail(_ node: String?, _ cause: String, hint: String? = nil, _ code: ExitStatus = .checkFailed) -> UpFailure {
-        UpFailure(step: "model", node: node, cause: cause, hint: hint, exitCode: code)
+    func fail(_ node: String?, _ cause: String, hint: String? = nil, _ code: ExitStatus = .checkFailed) -> StepFailure {
+        StepFailure(step: "model", node: node, cause: cause, hint: hint, exitCode: code)
     }
 
     public func status(_ s: NodeSession, verify: Bool = false) async throws -> CheckpointStatus {
@@ -88,7 +88,7 @@ public struct ModelSync: Sendable {
     }
 
     /// Why the nodes do not hold the same complete checkpoint, or nil when they do.
-    public func inconsistency(_ results: [ModelNodeResult], verify: Bool = false) -> UpFailure? {
+    public func inconsistency(_ results: [ModelNodeResult], verify: Bool = false) -> StepFailure? {
         let head = results.first { $0.node == inv.head.name }!.status
         let source = head.state == .present ? head : results.first { $0.status.state == .present }?.status
         guard let bad = results.first(where: { r in source.map { !Self.same(r.status, $0) } ?? true }) else { return nil }
@@ -149,7 +149,7 @@ public struct ModelSync: Sendable {
     }
 
     func home(_ s: NodeSession) async throws -> String {
-        let r = try await s.run(.shell("mkdir -p \"$HOME/.cache/sous\" && chmod 700 \"$HOME/.cache/sous\" && printf %s \"$HOME/.cache/sous\""))
+        let r = try await s.run(.shell("mkdir -p \"$HOME/.cache/sous\" && chmod 700 \"$HOME/.cache/sous\" && printf %s \"$HOME/.cache/sous\"", timeout: .seconds(30)))
         guard r.ok, r.stdoutText.hasPrefix("/") else { throw fail(s.node.name, "cannot create ~/.cache/sous: \(r.tail())") }
         return r.stdoutText
     }
@@ -159,7 +159,7 @@ public struct ModelSync: Sendable {
         try await removeBroken(s, status)
         let work = try await home(s)
         // The CLI on the host, else the one inside the pinned image.
-        let which = try await s.run(.shell("command -v hf || command -v huggingface-cli || true"))
+        let which = try await s.run(.shell("command -v hf || command -v huggingface-cli || true", timeout: .seconds(30)))
         let hostCLI = which.stdoutText.split(separator: "\n").first.map(String.init)
         let tokenFile = work + "/hf-token"
         if let hfToken { try await s.upload(Data(hfToken.reveal().utf8), to: tokenFile, mode: 0o600, sudo: false) }
@@ -179,7 +179,7 @@ public struct ModelSync: Sendable {
         }
         let result: Result<String, any Error>
         do { result = .success(try await fetch(s, repo: repo, work: work, command: command)) } catch { result = .failure(error) }
-        if hfToken != nil { _ = try? await s.run(RemoteCommand(["rm", "-f", "--", tokenFile])) }
+        if hfToken != nil { _ = try? await s.run(RemoteCommand(["rm", "-f", "--", tokenFile], timeout: .seconds(30))) }
         return "downloaded (\(try result.get()))"
     }
 
@@ -200,7 +200,7 @@ public struct ModelSync: Sendable {
     }
 
     /// The Hugging Face CLI's errors, in words that say what to do.
-    func classify(_ node: String, _ output: String, tool: String) -> UpFailure {
+    func classify(_ node: String, _ output: String, tool: String) -> StepFailure {
         let tokenEnv = inv.hfTokenEnv
         let page = "https://huggingface.co/\(model)"
         if output.contains("gated repo") || output.contains("is restricted") {
@@ -253,7 +253,7 @@ public struct ModelSync: Sendable {
         let probe = try await src.run(.shell("command -v rsync >/dev/null || { echo 'rsync is not installed on \(src.node.name)'; exit 1; }; "
                                              + (try ShellQuote.join(ssh + [target, "command -v rsync >/dev/null || { echo \"rsync is not installed on \(t.name)\"; exit 1; }"])) + " 2>&1",
                                              timeout: .seconds(30)))
-        let totalText = try await src.run(.shell("du -sb --exclude='*.incomplete' \(try ShellQuote.quote(from.dir)) | cut -f1"))
+        let totalText = try await src.run(.shell("du -sb --exclude='*.incomplete' \"$1\" | cut -f1", args: [from.dir], timeout: .seconds(600)))
         let total = Int(totalText.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
         guard probe.ok else {
             // The nodes cannot log in to each other (or lack rsync): the bytes go through sous instead.
@@ -261,7 +261,7 @@ public struct ModelSync: Sendable {
             try await stream(from: src, to: dst, from: from, to: to, total: total)
             return "copied from \(src.node.name) (stream through sous: \(why))"
         }
-        let mk = try await dst.run(RemoteCommand(["mkdir", "-p", "--", to.hub]))
+        let mk = try await dst.run(RemoteCommand(["mkdir", "-p", "--", to.hub], timeout: .seconds(30)))
         if !mk.ok { throw fail(t.name, "cannot create \(to.hub): \(mk.tail())") }
         let rsync = ["rsync", "-a", "--partial", "--exclude=*.incomplete", "-e", try ShellQuote.join(ssh), from.dir + "/", "\(target):\(to.dir)/"]
         let job = try await NodeJob.start(src, dir: work, name: "copy-\(t.name)-\(from.dirName)", script: try ShellQuote.join(rsync))
@@ -276,8 +276,8 @@ public struct ModelSync: Sendable {
     /// twice) and not resumable within a file, but it needs no login from node to node.
     func stream(from src: NodeSession, to dst: NodeSession, from: HFRepo, to: HFRepo, total: Int?) async throws {
         let pipe = BytePipe()
-        let pack = RemoteCommand.shell("tar -C \(try ShellQuote.quote(from.hub)) -cf - --exclude='*.incomplete' \(try ShellQuote.quote(from.dirName))")
-        let unpack = RemoteCommand.shell("mkdir -p \(try ShellQuote.quote(to.hub)) && tar -C \(try ShellQuote.quote(to.hub)) -xf -")
+        let pack = RemoteCommand.shell("tar -C \"$1\" -cf - --exclude='*.incomplete' \"$2\"", args: [from.hub, from.dirName], timeout: .seconds(6 * 3600))
+        let unpack = RemoteCommand.shell("mkdir -p -- \"$1\" && tar -C \"$1\" -xf -", args: [to.hub], timeout: .seconds(6 * 3600))
         @Sendable func produce() async throws -> CommandResult {
             do {
                 let r = try await src.run(pack, output: { try pipe.put($0) })
@@ -328,7 +328,7 @@ public struct ModelSync: Sendable {
             try Interruption.shared.check("model", node: job.session.node.name,
                                           state: "the \(phase) goes on on \(job.session.node.name); run the same command again to follow it")
             let state = try await job.state(wait: pollInterval)
-            let m = try await target.run(.shell(measure))
+            let m = try await target.run(.shell(measure, timeout: .seconds(60)))
             let bytes = Int(m.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
             if first == nil { first = bytes }
             let elapsed = (clock.now - start).seconds
@@ -367,7 +367,7 @@ struct NodeJob: Sendable {
         echo $! > \(b).pid
         """
         let r = try await s.run(.shell(start, timeout: .seconds(30)))
-        guard r.ok else { throw UpFailure(step: "model", node: s.node.name, cause: "could not start the transfer: \(r.tail())", hint: nil, exitCode: .checkFailed) }
+        guard r.ok else { throw StepFailure(step: "model", node: s.node.name, cause: "could not start the transfer: \(r.tail())", hint: nil, exitCode: .checkFailed) }
         job.attached = r.stdoutText.hasPrefix("attached")
         return job
     }
@@ -392,6 +392,6 @@ struct NodeJob: Sendable {
     }
 
     func log() async throws -> String {
-        try await session.run(.shell("tail -n 40 \(try ShellQuote.quote(base + ".log"))")).stdoutText
+        try await session.run(RemoteCommand(["tail", "-n", "40", "--", base + ".log"], timeout: .seconds(30))).stdoutText
     }
 }

@@ -5,22 +5,27 @@ import Foundation
 public struct RemoteCommand: Sendable, CustomStringConvertible {
     public var argv: [String]
     public var stdin: Data?
-    /// Ends the remote command (TERM, then KILL 5 s later) and fails the step when it runs longer.
+    /// Ends the remote command (TERM, then KILL 5 s later) and fails the step when it runs longer. Required:
+    /// only `sous exec` without `--timeout` passes nil, because the operator asked for an unbounded command.
     public var timeout: Duration?
     /// Run through `sudo -n` (never prompts; a password requirement is a clear error).
     public var sudo: Bool
 
-    public init(_ argv: [String], stdin: Data? = nil, timeout: Duration? = nil, sudo: Bool = false) {
+    public init(_ argv: [String], stdin: Data? = nil, timeout: Duration?, sudo: Bool = false) {
         self.argv = argv
         self.stdin = stdin
         self.timeout = timeout
         self.sudo = sudo
     }
 
-    /// A shell snippet (pipes, redirections) run by `sh -c`; the snippet itself is quoted as one argument.
-    public static func shell(_ script: String, stdin: Data? = nil, timeout: Duration? = nil, sudo: Bool = false) -> RemoteCommand {
-        RemoteCommand(["sh", "-c", script], stdin: stdin, timeout: timeout, sudo: sudo)
+    /// A fixed shell snippet (pipes, redirections) run by `sh -c`, the snippet quoted as one argument. Data never
+    /// goes into the snippet: it follows as positional arguments (`$1`, `$2`, … inside the script).
+    public static func shell(_ script: String, args: [String] = [], stdin: Data? = nil, timeout: Duration?, sudo: Bool = false) -> RemoteCommand {
+        RemoteCommand(["sh", "-c", script, "sous"] + args, stdin: stdin, timeout: timeout, sudo: sudo)
     }
+
+    /// What identifies the command for a test double and the log: argv and sudo (stdin is data, not identity).
+    public var key: String { (sudo ? "sudo " : "") + argv.joined(separator: " ") }
 
     /// The exact line the SSH exec request carries. `exec` replaces the login shell, so the exit status
     /// or signal sshd reports is the command's own.

@@ -1,0 +1,95 @@
+import Foundation
+
+/// Every docker command sous runs on a node, each beside the parser of its output. Data (image names, the
+/// container name) is always a separate argument.
+public enum DockerOps {
+    static let container = NodePaths.container
+
+    /// The local image ID of `image`; fails when the image is not on the node.
+    public static func imageID(_ image: String) -> RemoteCommand {
+        RemoteCommand(["docker", "image", "inspect", "--format", "{{.Id}}", image], timeout: .seconds(30))
+    }
+
+    public static func pull(_ image: String) -> RemoteCommand {
+        RemoteCommand(["docker", "pull", image], timeout: .seconds(3600))
+    }
+
+    /// `docker run -d …` exactly as `sous render` prints it.
+    public static func run(_ c: NodeCommand) -> RemoteCommand {
+        RemoteCommand(c.dockerArgv, timeout: .seconds(600))
+    }
+
+    public static func remove() -> RemoteCommand {
+        RemoteCommand(["docker", "rm", "-f", container], timeout: .seconds(60))
+    }
+
+    /// Running, the image ID and the arguments: what decides whether a rank runs the rendered command.
+    public static func current() -> RemoteCommand {
+        RemoteCommand(["docker", "inspect", "--format", "{{.State.Running}} {{.Image}} {{json .Args}}", container], timeout: .seconds(30))
+    }
+
+    /// The line `current()` prints for a rank that runs `serveArgv` from `imageID`.
+    public static func currentLine(imageID: String, serveArgv: [String]) -> String {
+        let args = (try? JSONSerialization.data(withJSONObject: serveArgv, options: [.withoutEscapingSlashes])) ?? Data()
+        return "true \(imageID) " + String(decoding: args, as: UTF8.self)
+    }
+
+    public static func state() -> RemoteCommand {
+        RemoteCommand(["docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", container], timeout: .seconds(30))
+    }
+
+    /// Whether `state()` says the container runs.
+    public static func isRunning(_ r: CommandResult) -> Bool { r.ok && r.stdoutText.hasPrefix("true") }
+
+    /// The image reference the container was started from (what a roll goes back to).
+    public static func configImage() -> RemoteCommand {
+        RemoteCommand(["docker", "inspect", "--format", "{{.Config.Image}}", container], timeout: .seconds(30))
+    }
+
+    /// The container's arguments as a JSON array.
+    public static func args() -> RemoteCommand {
+        RemoteCommand(["docker", "inspect", "--format", "{{json .Args}}", container], timeout: .seconds(30))
+    }
+
+    /// Everything `docker inspect` knows, as JSON (for `sous audit`).
+    public static func inspect() -> RemoteCommand {
+        RemoteCommand(["docker", "inspect", "--format", "{{json .}}", container], timeout: .seconds(30))
+    }
+
+    /// The last `tail` lines of the container's log (stdout and stderr).
+    public static func logs(tail: Int) -> RemoteCommand {
+        RemoteCommand(["docker", "logs", "--tail", String(tail), container], timeout: .seconds(30))
+    }
+
+    /// The first `non-default args` line of the engine's log: what vLLM itself parsed at start.
+    public static func startupArgsLine() -> RemoteCommand {
+        .shell("docker logs \"$1\" 2>&1 | grep -m1 'non-default args'", args: [container], timeout: .seconds(60))
+    }
+
+    /// Running, image and a state word, for `sous status`.
+    public static func status() -> RemoteCommand {
+        RemoteCommand(["docker", "inspect", "--format", "{{.State.Status}} {{.Config.Image}}", container], timeout: .seconds(30))
+    }
+
+    /// The parsed `docker inspect --format {{json .}}`, as `sous audit` compares it.
+    public static func parseInspect(_ r: CommandResult, node: NodeSpec, checkpointQuantization: String?) -> RunningNode {
+        guard r.ok, let obj = try? JSONSerialization.jsonObject(with: r.stdout) as? [String: Any] else {
+            return RunningNode(node: node, running: false, imageRef: "", imageID: "", args: [], env: [], checkpointQuantization: nil)
+        }
+        let config = obj["Config"] as? [String: Any] ?? [:]
+        let env = (config["Env"] as? [String] ?? []).map { e -> (String, String) in
+            let p = e.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (String(p[0]), p.count > 1 ? String(p[1]) : "")
+        }
+        return RunningNode(node: node, running: (obj["State"] as? [String: Any])?["Running"] as? Bool ?? false,
+                           imageRef: config["Image"] as? String ?? "", imageID: obj["Image"] as? String ?? "",
+                           args: obj["Args"] as? [String] ?? [], env: env, checkpointQuantization: checkpointQuantization)
+    }
+}
+
+extension CommandResult {
+    /// stdout without surrounding white space: the value a one-line query printed.
+    public var value: String { stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) }
+    /// stdout and stderr together, as a log shows them.
+    public var combined: String { stdoutText + stderrText }
+}
