@@ -50,7 +50,7 @@ public enum JournalOps {
 
     /// Appends the line on stdin in one O_APPEND write, after repairing a missing final newline (a write cut
     /// short) and rotating a journal past `rotateBytes`.
-    public static func append(_ line: String) -> RemoteCommand {
+    public static func append(_ line: String, at path: String = path) -> RemoteCommand {
         let script = """
         f=$1
         if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then printf '\\n' >> "$f"; fi
@@ -61,7 +61,7 @@ public enum JournalOps {
     }
 
     /// The last `readBytes` of the journal (the rotated part first).
-    public static func read() -> RemoteCommand {
+    public static func read(at path: String = path) -> RemoteCommand {
         .shell("cat -- \"$1.1\" \"$1\" 2>/dev/null | tail -c \"$2\"; true", args: [path, String(readBytes)], timeout: .seconds(30))
     }
 

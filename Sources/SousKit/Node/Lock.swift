@@ -65,7 +65,7 @@ public enum ClusterLock {
 
     /// Creates the lock only if there is none: the lease goes to a temporary file, then `ln` puts it in place
     /// (atomic, fails when a lock exists). Exit 10 and the existing lock's content when one is there.
-    static func create(_ lease: Lease) -> RemoteCommand {
+    static func create(_ lease: Lease, at path: String = path) -> RemoteCommand {
         let script = """
         t="$1.$$"
         cat > "$t" && [ -s "$t" ] || { rm -f "$t"; echo "cannot write $t (is the disk full?)" >&2; exit 2; }
@@ -77,7 +77,7 @@ public enum ClusterLock {
 
     /// Replaces the lock only if it still holds exactly `expected` (by sha256): a renewal, or a takeover of a
     /// stale lock that nobody else took over first. Exit 10 when it changed meanwhile.
-    static func replace(_ lease: Lease, expected: String) -> RemoteCommand {
+    static func replace(_ lease: Lease, expected: String, at path: String = path) -> RemoteCommand {
         let script = """
         t="$1.$$"
         cat > "$t" && [ -s "$t" ] || { rm -f "$t"; echo "cannot write $t (is the disk full?)" >&2; exit 2; }
@@ -88,7 +88,7 @@ public enum ClusterLock {
     }
 
     /// Removes the lock only while it holds `lease`.
-    static func release(_ lease: Lease) -> RemoteCommand {
+    static func release(_ lease: Lease, at path: String = path) -> RemoteCommand {
         .shell("[ \"$(head -c 4096 \"$1\" 2>/dev/null | sha256sum | cut -c1-64)\" = \"$2\" ] && rm -f \"$1\"; true", args: [path, sha256Hex(lease.text)], timeout: .seconds(30))
     }
 

@@ -28,6 +28,7 @@ public struct RollRunner: Sendable {
     public var checkTimeout: Duration
     public var forceUnlock: Bool
     public var pollInterval: Duration = .milliseconds(250)
+    public var interruption: Interruption = .shared
 
     public init(recipe: Recipe, inventory: Inventory, newImage: String, transport: Transport, probe: HTTPProbe, key: Secret?,
                 reporter: Reporter, engineTimeout: Duration, checkTimeout: Duration, forceUnlock: Bool) {
@@ -47,6 +48,7 @@ public struct RollRunner: Sendable {
         var r = UpRunner(deployment: d, transport: transport, probe: probe, key: key, reporter: reporter,
                          engineTimeout: engineTimeout, pollInterval: pollInterval, checkTimeout: checkTimeout)
         r.interruptible = interruptible
+        r.interruption = interruption
         return r
     }
 
@@ -93,7 +95,7 @@ public struct RollRunner: Sendable {
             throw StepFailure(step: "pre-pull", node: nil, cause: "the nodes hold different image IDs for \(newImage)", hint: "pin the image by digest", exitCode: .checkFailed)
         }
         reporter.step("pre-pull", .changed, "\(newImage) \(id.prefix(19)) on every node, old engine still serving", elapsed: clock.now - t)
-        try Interruption.shared.check("roll", state: "nothing was switched: the old engine still serves")
+        try interruption.check("roll", state: "nothing was switched: the old engine still serves")
 
         var result = RollResult(from: oldImage, to: newImage, outcome: .verified, fingerprint_old: oldFingerprint, fingerprint_new: nil,
                                 serving_gap_s: nil, cause: nil, finished_at: "")
@@ -102,7 +104,7 @@ public struct RollRunner: Sendable {
             result.fingerprint_new = up.fingerprint
             result.serving_gap_s = Self.gap(up.steps)
         } catch {
-            let interrupted = Interruption.shared.requested != nil
+            let interrupted = interruption.requested != nil
             result.cause = interrupted ? "interrupted while \(newImage) started" : (error as? SousFailure)?.message ?? "\(error)"
             reporter.step("rollback", .changed, "to \(oldImage): " + (interrupted ? "interrupted" : "the new image failed"), elapsed: .zero)
             do {

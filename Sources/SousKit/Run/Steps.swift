@@ -46,6 +46,7 @@ public struct StepRunner: Sendable {
     public var reporter: Reporter
     public var interruptible: Bool
     public var lock: ClusterLock.Holder?
+    public var interruption: Interruption = .shared
 
     final class Records: @unchecked Sendable {
         private let mutex = NSLock()
@@ -59,9 +60,9 @@ public struct StepRunner: Sendable {
         let records = Records()
         let clock = ContinuousClock()
         for step in steps {
-            if interruptible, let leaves = step.leaves { try Interruption.shared.check(step.id, state: leaves) }
             let start = clock.now
             do {
+                if interruptible, let leaves = step.leaves { try interruption.check(step.id, state: leaves) }
                 try await lock?.renew(covering: step.budget)
                 let (status, detail) = try await step.apply(context)
                 let elapsed = clock.now - start

@@ -37,6 +37,8 @@ public struct UpRunner: Sendable {
     public var interruptible = true
     /// Remove a stale cluster lock first.
     public var forceUnlock = false
+    /// Where Ctrl-C is heard (the process's own; tests bring theirs).
+    public var interruption: Interruption = .shared
 
     public init(deployment: Deployment, transport: Transport, probe: HTTPProbe, key: Secret?, reporter: Reporter,
                 engineTimeout: Duration = .seconds(1800), pollInterval: Duration = .milliseconds(250), checkTimeout: Duration = .seconds(120)) {
@@ -68,7 +70,7 @@ public struct UpRunner: Sendable {
     /// `StepRunner.StepsFailed` with the records of the steps that ran.
     public func run(_ sessions: [String: NodeSession], lock: ClusterLock.Holder?) async throws -> UpResult {
         let context = try UpContext(runner: self, sessions: sessions)
-        var records = try await StepRunner(reporter: reporter, interruptible: interruptible, lock: lock).run(Self.steps(deployment), context)
+        var records = try await StepRunner(reporter: reporter, interruptible: interruptible, lock: lock, interruption: interruption).run(Self.steps(deployment), context)
         records.removeAll { $0.step == "journal" }
         return UpResult(cluster: inv.cluster, recipe: deployment.recipe.name,
                         recipe_digest: String(sha256Hex(context.commands.map { (try? ShellQuote.join($0.dockerArgv)) ?? "" }.joined(separator: "\n")).prefix(16)),
@@ -274,7 +276,7 @@ extension UpRunner {
         let start = clock.now, deadline = start + r.engineTimeout
         var lastLog: ContinuousClock.Instant?
         while true {
-            if r.interruptible { try Interruption.shared.check("wait", state: afterStart) }
+            if r.interruptible { try r.interruption.check("wait", state: afterStart) }
             for node in inv.ranked.map(\.node) {
                 let state = try await c.session(node).run(DockerOps.state())
                 if !DockerOps.isRunning(state) {

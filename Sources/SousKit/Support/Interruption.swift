@@ -10,6 +10,9 @@ public final class Interruption: @unchecked Sendable {
     private let lock = NSLock()
     private var signal: Int32?
 
+    /// The process's own is `shared`; tests make their own.
+    public init() {}
+
     public var requested: Int32? {
         lock.lock(); defer { lock.unlock() }
         return signal
