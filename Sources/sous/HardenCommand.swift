@@ -32,8 +32,16 @@ struct HardenCommand: AsyncParsableCommand {
         Console.warnings(warnings)
         let transport = ssh.transport(for: inv)
         let check = self.check
-        let outcomes = await fanOut(inv.nodes) { node in
-            try await transport.with(node) { try await Harden.run($0, check: check) }
+        let outcomes: [NodeOutcome<Harden.NodeReport>]
+        if check {
+            outcomes = await fanOut(inv.nodes) { node in try await transport.with(node) { try await Harden.run($0, check: true) } }
+        } else {
+            // Changing nodes: every node reachable, under the cluster lock.
+            outcomes = try await withSessions(inv.nodes, transport: transport, reporter: SilentReporter()) { sessions in
+                try await ClusterLock.with(sessions[inv.head.name]!, what: "harden", warn: { Console.warning($0) }) { _ in
+                    await fanOut(inv.nodes) { try await Harden.run(sessions[$0.name]!, check: false) }
+                }
+            }
         }
         var reports: [Harden.NodeReport] = [], failed: ExitStatus?
         for o in outcomes {

@@ -48,9 +48,14 @@ struct ModelCommand: AsyncParsableCommand {
         let inv = d.inventory
         let reporter = LineReporter(toStderr: true)
         let sync = ModelSync(deployment: d, hfToken: hfToken(inv), onProgress: { reporter.progress($0) })
-        let results = try await withSessions(inv.nodes, transport: ssh.transport(for: inv), onUnreachable: { node, e in
-            throw StepFailure.unreachable(node, e)
-        }) { sessions in try await sync.ensure(sessions, fetch: fetch, verify: verify) }
+        let fetch = self.fetch, verify = self.verify
+        let results = try await withSessions(inv.nodes, transport: ssh.transport(for: inv), reporter: SilentReporter()) { sessions in
+            guard fetch else { return try await sync.ensure(sessions, fetch: false, verify: verify) }
+            // Fetching changes nodes: under the cluster lock, for as long as a download may take.
+            return try await ClusterLock.with(sessions[inv.head.name]!, what: "model --fetch", ttl: .seconds(6 * 3600), warn: { Console.warning($0) }) { _ in
+                try await sync.ensure(sessions, fetch: true, verify: verify)
+            }
+        }
         reporter.transfers.finishLine(FileHandle.standardError)
         let head = results.first { $0.node == inv.head.name }!.status
         var problem = sync.inconsistency(results, verify: verify)

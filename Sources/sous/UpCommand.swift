@@ -14,7 +14,7 @@ struct LineReporter: Reporter {
     func step(_ name: String, _ status: StepStatus, _ detail: String, elapsed: Duration) {
         transfers.finishLine(handle)
         let mark = ["ok": "ok     ", "changed": "changed", "failed": "FAILED ", "skipped": "skipped"][status.rawValue]!
-        let line = "\(mark) \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(String(format: "%6.2f s", elapsed.seconds))  \(detail)\n"
+        let line = "\(mark) \(name.padding(toLength: max(15, name.count), withPad: " ", startingAt: 0)) \(String(format: "%6.2f s", elapsed.seconds))  \(detail)\n"
         handle.write(Data(line.utf8))
     }
 

@@ -23,21 +23,21 @@ import SousSim
 
     @Test func exitStatusesAndSignals() async throws {
         let s = try await session()
-        #expect(try await s.run(RemoteCommand(["true"], timeout: .seconds(60))).exitStatus == 0)
-        #expect(try await s.run(RemoteCommand(["false"], timeout: .seconds(60))).exitStatus == 1)
-        let missing = try await s.run(RemoteCommand(["no-such-command-sous"], timeout: .seconds(60)))
+        #expect(try await s.run(RemoteCommand(["true"], timeout: nil)).exitStatus == 0)
+        #expect(try await s.run(RemoteCommand(["false"], timeout: nil)).exitStatus == 1)
+        let missing = try await s.run(RemoteCommand(["no-such-command-sous"], timeout: nil))
         #expect(missing.exitStatus == 127)
         #expect(missing.stderrText.contains("not found"))
-        let killed = try await s.run(.shell("kill -KILL $$", timeout: .seconds(60)))
+        let killed = try await s.run(.shell("kill -KILL $$", timeout: nil))
         #expect(killed.exitStatus == nil)
         #expect(killed.exitSignal == "KILL")
-        let who = try await s.run(RemoteCommand(["id", "-un"], timeout: .seconds(60)))
+        let who = try await s.run(RemoteCommand(["id", "-un"], timeout: nil))
         #expect(who.stdoutText == "soustest\n")
     }
 
     @Test func largeStdoutAndStderrAtOnce() async throws {
         let s = try await session()
-        let r = try await s.run(.shell("(yes a | head -c 10485760) & (yes b | head -c 10485760 >&2); wait", timeout: .seconds(60)))
+        let r = try await s.run(.shell("(yes a | head -c 10485760) & (yes b | head -c 10485760 >&2); wait", timeout: nil))
         #expect(r.exitStatus == 0)
         #expect(r.stdout.count == 10_485_760)
         #expect(r.stderr.count == 10_485_760)
@@ -48,9 +48,9 @@ import SousSim
     @Test func stdinCarriesDataNotTheCommandLine() async throws {
         let s = try await session()
         let secret = "sk-\(UUID().uuidString)"
-        let r = try await s.run(.shell("cat > /dev/null; cat /proc/self/cmdline; read -r x < /dev/null || true", stdin: Data(secret.utf8), timeout: .seconds(60)))
+        let r = try await s.run(.shell("cat > /dev/null; cat /proc/self/cmdline; read -r x < /dev/null || true", stdin: Data(secret.utf8), timeout: nil))
         #expect(!r.stdoutText.contains(secret))
-        let echo = try await s.run(RemoteCommand(["cat"], stdin: Data(secret.utf8), timeout: .seconds(60)))
+        let echo = try await s.run(RemoteCommand(["cat"], stdin: Data(secret.utf8), timeout: nil))
         #expect(echo.stdoutText == secret)
     }
 
@@ -62,14 +62,14 @@ import SousSim
         let e = await sshError { _ = try await s.run(RemoteCommand(["sleep", marker], timeout: .seconds(1))) }
         #expect(e?.kind == .commandTimeout)
         #expect(clock.now - start < .seconds(10))
-        let left = try await s.run(.shell("pgrep -f '^sleep \(marker)' || true", timeout: .seconds(60)))
+        let left = try await s.run(.shell("pgrep -f '^sleep \(marker)' || true", timeout: nil))
         #expect(left.stdoutText == "")
     }
 
     @Test func nonASCIICommandsAndOutput() async throws {
         let s = try await session()
         let text = "héllo 漢字 🚀 'quoted' $(not run) `nor this`"
-        let r = try await s.run(RemoteCommand(["printf", "%s", text], timeout: .seconds(60)))
+        let r = try await s.run(RemoteCommand(["printf", "%s", text], timeout: nil))
         #expect(r.stdoutText == text)
     }
 
@@ -80,7 +80,7 @@ import SousSim
         let inputs = (0..<10_000).map { _ in gen.string() }
         for start in stride(from: 0, to: inputs.count, by: 1000) {
             let batch = Array(inputs[start..<min(start + 1000, inputs.count)])
-            let r = try await s.run(RemoteCommand(["printf", "%s\\0"] + batch, timeout: .seconds(60)))
+            let r = try await s.run(RemoteCommand(["printf", "%s\\0"] + batch, timeout: nil))
             #expect(r.exitStatus == 0)
             var parts = r.stdout.split(separator: 0, omittingEmptySubsequences: false)
             parts.removeLast()
@@ -118,7 +118,7 @@ import SousSim
         try sh("cp \(harness.knownHosts) \(hashed) && ssh-keygen -q -H -f \(hashed) && rm -f \(hashed).old")
         #expect(try String(contentsOfFile: hashed, encoding: .utf8).hasPrefix("|1|"))
         let s = try await harness.transport(knownHosts: hashed).connect(harness.node(1))
-        #expect(try await s.run(RemoteCommand(["echo", "ok"], timeout: .seconds(60))).stdoutText == "ok\n")
+        #expect(try await s.run(RemoteCommand(["echo", "ok"], timeout: nil)).stdoutText == "ok\n")
         await s.close()
     }
 
@@ -138,7 +138,7 @@ import SousSim
         node.port = port
         let file = harness.dir + "/v6_known_hosts"
         let s = try await harness.transport(knownHosts: file, acceptNew: true).connect(node)
-        #expect(try await s.run(RemoteCommand(["echo", "v6"], timeout: .seconds(60))).stdoutText == "v6\n")
+        #expect(try await s.run(RemoteCommand(["echo", "v6"], timeout: nil)).stdoutText == "v6\n")
         await s.close()
         #expect(try String(contentsOfFile: file, encoding: .utf8).hasPrefix("[::1]:\(port) ssh-ed25519 "))
         // Known now: a plain connect succeeds.
@@ -193,14 +193,14 @@ import SousSim
         target.agentSocket = sock
         let conn = Connection(target: target)
         try conn.open()
-        #expect(try conn.exec(RemoteCommand(["echo", "via-agent"], timeout: .seconds(60))).stdoutText == "via-agent\n")
+        #expect(try conn.exec(RemoteCommand(["echo", "via-agent"], timeout: nil)).stdoutText == "via-agent\n")
     }
 
     @Test func sudoWithoutPasswordAndTheClearErrorWhenItWantsOne() async throws {
         let s = try await session()
-        #expect(try await s.run(RemoteCommand(["id", "-u"], timeout: .seconds(60), sudo: true)).stdoutText == "0\n")
+        #expect(try await s.run(RemoteCommand(["id", "-u"], timeout: nil, sudo: true)).stdoutText == "0\n")
         let plain = try await session(0, user: SSHDHarness.plainUser)
-        let e = await sshError { _ = try await plain.run(RemoteCommand(["true"], timeout: .seconds(60), sudo: true)) }
+        let e = await sshError { _ = try await plain.run(RemoteCommand(["true"], timeout: nil, sudo: true)) }
         #expect(e?.kind == .sudoPassword)
         #expect(e?.hint?.contains("NOPASSWD") == true)
     }
@@ -209,11 +209,11 @@ import SousSim
         let s = try await session()
         let path = "/home/\(SSHDHarness.user)/sous-upload-test.env"
         try await s.upload(Data("A=1\n".utf8), to: path, mode: 0o600, sudo: false)
-        let first = try await s.run(.shell("stat -c '%a %i' \(path); cat \(path)", timeout: .seconds(60)))
+        let first = try await s.run(.shell("stat -c '%a %i' \(path); cat \(path)", timeout: nil))
         #expect(first.stdoutText.hasPrefix("600 "))
         #expect(first.stdoutText.hasSuffix("A=1\n"))
         try await s.upload(Data("B=2\n".utf8), to: path, mode: 0o640, sudo: false)
-        let second = try await s.run(.shell("stat -c '%a %i' \(path); cat \(path); ls -a /home/\(SSHDHarness.user) | grep -c sous- || true", timeout: .seconds(60)))
+        let second = try await s.run(.shell("stat -c '%a %i' \(path); cat \(path); ls -a /home/\(SSHDHarness.user) | grep -c sous- || true", timeout: nil))
         let lines = second.stdoutText.split(separator: "\n")
         #expect(lines[0].hasPrefix("640 "))
         #expect(lines[0] != first.stdoutText.split(separator: "\n")[0], "a rename gives the file a new inode")
@@ -222,7 +222,7 @@ import SousSim
 
         let rootPath = "/etc/sous-test-\(UInt32.random(in: 0...99999)).conf"
         try await s.upload(Data("[Service]\nOOMScoreAdjust=-1000\n".utf8), to: rootPath, mode: 0o644, sudo: true)
-        let owned = try await s.run(.shell("stat -c '%U %a' \(rootPath); cat \(rootPath); sudo -n rm -f \(rootPath)", timeout: .seconds(60)))
+        let owned = try await s.run(.shell("stat -c '%U %a' \(rootPath); cat \(rootPath); sudo -n rm -f \(rootPath)", timeout: nil))
         #expect(owned.stdoutText == "root 644\n[Service]\nOOMScoreAdjust=-1000\n")
     }
 
@@ -246,7 +246,7 @@ import SousSim
         let t = harness.transport()
         let outcomes = await fanOut(nodes) { node in
             let s = try await t.connect(node)
-            return try await s.run(RemoteCommand(["hostname"], timeout: .seconds(60))).exitStatus
+            return try await s.run(RemoteCommand(["hostname"], timeout: nil)).exitStatus
         }
         #expect(outcomes.map(\.node.name) == ["node0", "node1", "dead"])
         #expect(try outcomes[0].result.get() == 0)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SousKit
+@testable import SousSim
 
 /// The agent checks as pure verdicts, fed by the simulated engine's answers and by hand-written ones.
 @Suite struct ChecksTests {

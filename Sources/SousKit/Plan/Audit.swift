@@ -123,7 +123,7 @@ public enum Audit {
 
     /// Variables an image sets itself (they show up in docker inspect without anyone asking).
     static let dockerDefaults: Set<String> = ["PATH", "HOME", "HOSTNAME", "LANG", "LC_ALL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
-                                              "CUDA_VERSION", "NV_CUDA_LIB_VERSION", "PYTHONUNBUFFERED", "VLLM_USAGE_SOURCE", "SOUS_SIM_IMAGE", "SOUS_SIM_CONTAINER", "TERM"]
+                                              "CUDA_VERSION", "NV_CUDA_LIB_VERSION", "PYTHONUNBUFFERED", "VLLM_USAGE_SOURCE", "TERM"]
 
     static func jsonEqual(_ a: String, _ b: String) -> Bool {
         guard let x = try? JSONSerialization.jsonObject(with: Data(a.utf8)) as? NSDictionary,

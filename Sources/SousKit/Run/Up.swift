@@ -106,6 +106,11 @@ final class UpContext: @unchecked Sendable {
     var head: NodeSession { sessions[inv.head.name]! }
     func session(_ n: NodeSpec) -> NodeSession { sessions[n.name]! }
 
+    /// Runs one command on one node; a lost connection fails `step` naming the node.
+    func run(_ node: NodeSpec, _ command: RemoteCommand, step: String) async throws -> CommandResult {
+        do { return try await session(node).run(command) } catch { throw StepFailure.wrap(error, step: step, node: node.name) }
+    }
+
     /// The engine log's last lines on `node`, for a failure message.
     func logTail(_ node: NodeSpec, _ lines: Int) async -> String? {
         (try? await session(node).run(DockerOps.logs(tail: lines)))?.combined
@@ -240,14 +245,14 @@ extension UpRunner {
         }
         let must = c.envChanged || !current.values.allSatisfy { $0 }
         if must {
-            for node in c.inv.ranked.map(\.node) { _ = try await c.session(node).run(DockerOps.remove()) }
+            for node in c.inv.ranked.map(\.node) { _ = try await c.run(node, DockerOps.remove(), step: "start") }
         }
         c.mustStart = must
         return must
     }
 
     static func start(_ c: UpContext, _ node: NodeSpec) async throws {
-        let r = try await c.session(node).run(DockerOps.run(c.byName[node.name]!))
+        let r = try await c.run(node, DockerOps.run(c.byName[node.name]!), step: node.name == c.inv.head.name ? "start.head" : "start.workers")
         if !r.ok {
             throw StepFailure(step: node.name == c.inv.head.name ? "start.head" : "start.workers", node: node.name, cause: r.tail(3),
                               hint: "sous render --recipe \(c.d.recipe.name) --inventory \(c.inv.file) --node \(node.name)", exitCode: .checkFailed)
@@ -278,7 +283,7 @@ extension UpRunner {
         while true {
             if r.interruptible { try r.interruption.check("wait", state: afterStart) }
             for node in inv.ranked.map(\.node) {
-                let state = try await c.session(node).run(DockerOps.state())
+                let state = try await c.run(node, DockerOps.state(), step: "wait")
                 if !DockerOps.isRunning(state) {
                     throw StepFailure(step: "wait: container running", node: node.name, cause: "the engine container exited (\(state.value))",
                                       logTail: await c.logTail(node, 15),
@@ -316,13 +321,13 @@ extension UpRunner {
         if !hasFingerprint {
             // No fingerprint before vLLM 0.21: the topology comes from what every rank was started with …
             for node in inv.nodes {
-                let args = try await c.session(node).run(DockerOps.args())
+                let args = try await c.run(node, DockerOps.args(), step: "verify: topology")
                 if !args.stdoutText.contains("\"--tensor-parallel-size\",\"\(tp)\"") {
                     throw StepFailure(step: "verify: topology", node: node.name, cause: "the rank does not run --tensor-parallel-size \(tp)", hint: nil, exitCode: .checkFailed)
                 }
             }
             // … and from what the engine itself parsed: vLLM logs its non-default arguments at start.
-            let line = try await c.head.run(DockerOps.startupArgsLine())
+            let line = try await c.run(inv.head, DockerOps.startupArgsLine(), step: "verify: topology")
             if line.ok, !line.stdoutText.contains("'tensor_parallel_size': \(tp)") {
                 throw StepFailure(step: "verify: topology", node: inv.head.name, cause: "the engine's startup log does not show tensor_parallel_size \(tp): \(line.stdoutText.prefix(300))", hint: nil, exitCode: .checkFailed)
             }

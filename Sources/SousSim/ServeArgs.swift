@@ -1,4 +1,5 @@
 import Foundation
+import SousKit
 
 /// The `vllm serve` flags the simulated engine understands, parsed the way vLLM's argparse does:
 /// an unknown flag is an error at start; parser names are checked later, at engine start, against the
