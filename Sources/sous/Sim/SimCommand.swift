@@ -30,29 +30,6 @@ struct SimCommand: ParsableCommand {
     )
 }
 
-/// Where a simulation keeps its files, and what it created.
-struct SimLayout {
-    static let range = "10.213.0.0/16"
-    static let bridge = "sousbr0"
-    static let user = "sous"
-    var dir: String
-
-    func nodeName(_ i: Int) -> String { "spark-\(i)" }
-    func namespace(_ name: String) -> String { "sous-\(name)" }
-    func veth(_ i: Int) -> String { "sous-v\(i)" }
-    func address(_ i: Int) -> String { "10.213.0.\(10 + i)" }
-    func nodeDir(_ name: String) -> String { "\(dir)/nodes/\(name)" }
-    var clientKey: String { "\(dir)/id_ed25519" }
-    var hub: String { "\(dir)/hub" }
-    /// The nodes' own key (the login user's ~/.ssh/id_ed25519; the simulated nodes share /home), for node-to-node SSH.
-    static let nodeKey = "/home/sous/.ssh/id_ed25519"
-    func authorized(_ name: String) -> String { "\(nodeDir(name))/authorized/\(SimLayout.user)" }
-    var knownHosts: String { "\(dir)/known_hosts" }
-    var stateFile: String { "\(dir)/state.json" }
-    static let interface = "enp1s0f1np1"
-    static let hfCache = "/home/sous/.cache/huggingface"
-}
-
 struct SimOptions: ParsableArguments {
     @Option(help: "Directory for the simulation's keys, node files and state.")
     var dir = ".sim"
@@ -91,121 +68,10 @@ struct SimUp: ParsableCommand {
 
     func run() throws {
         try options.requireRoot()
-        guard (1...8).contains(nodes) else { throw UsageError("--nodes must be 1…8") }
-        for tool in ["/usr/sbin/sshd", "/usr/bin/sudo", "/usr/bin/unshare", "/usr/bin/ssh-keygen"] where !FileManager.default.isExecutableFile(atPath: tool) {
-            throw UsageError("\(tool) is missing", hint: "bash scripts/install-deps")
-        }
         let l = options.layout
-        SimDown.teardown(l, quiet: true)
-        let clock = ContinuousClock(), start = clock.now
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: l.dir + "/nodes", withIntermediateDirectories: true)
-        try Local.sh("ip route replace unreachable \(SimLayout.range)")
-        try Local.sh("ip link add \(SimLayout.bridge) type bridge && ip link set \(SimLayout.bridge) mtu 9000 && ip addr add 10.213.0.1/24 dev \(SimLayout.bridge) && ip link set \(SimLayout.bridge) up")
-        try Local.sh("id -u \(SimLayout.user) >/dev/null 2>&1 || { useradd -m -s /bin/bash \(SimLayout.user) && usermod -p '*' \(SimLayout.user); }")
-        try "\(SimLayout.user) ALL=(ALL) NOPASSWD:ALL\n".write(toFile: "/etc/sudoers.d/sous-sim", atomically: true, encoding: .utf8)
-        try Local.sh("chmod 0440 /etc/sudoers.d/sous-sim && mkdir -p /run/sshd && chmod 0755 /run/sshd && mkdir -p \(SimLayout.hfCache) && chown -R \(SimLayout.user): /home/\(SimLayout.user)/.cache")
-        if !fm.fileExists(atPath: l.clientKey) { try Local.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "sous-sim", "-f", l.clientKey]) }
-        if !fm.fileExists(atPath: SimLayout.nodeKey) {
-            try Local.sh("install -d -m 0700 -o \(SimLayout.user) -g \(SimLayout.user) /home/\(SimLayout.user)/.ssh")
-            try Local.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "sous-sim-node", "-f", SimLayout.nodeKey])
-            try Local.sh("chown \(SimLayout.user): \(SimLayout.nodeKey) \(SimLayout.nodeKey).pub")
-        }
-        try Local.sh("chmod 0755 '\(l.dir)'")
-        // The stand-in hub, and the one token that opens its gated repositories.
-        // Written every time (the same bytes, the same revision), so a hub from an older sous is never stale.
-        for repo in SimHub.repos { try SimHub.write(repo, to: l.hub, shardBytes: shardBytes) }
-        if !fm.fileExists(atPath: l.hub + "/.tokens") { try "hf_sim_\(sha256Hex(UUID().uuidString).prefix(24))\n".write(toFile: l.hub + "/.tokens", atomically: true, encoding: .utf8) }
-        try Local.sh("chmod -R a+rX '\(l.hub)'")
-
-        var known = "", state: [[String: Any]] = []
-        var nodeLines: [String] = []
-        for i in 1...nodes {
-            let name = l.nodeName(i), ns = l.namespace(name), nd = l.nodeDir(name), addr = l.address(i)
-            // A fresh node every time: no images, containers, env files or faults from an earlier run.
-            for old in ["var-lib", "etc-systemd-system", "etc-default", "hf-cache"] { try? fm.removeItem(atPath: "\(nd)/\(old)") }
-            for sub in ["etc-systemd-system", "etc-default", "var-lib/sous-sim/faults", "var-lib/sous-sim/docker/containers", "usr-local-bin", "hf-cache", "var-lib-dpkg", "var-lib-apt", "authorized"] {
-                try fm.createDirectory(atPath: "\(nd)/\(sub)", withIntermediateDirectories: true)
-            }
-            // The modelled tools: links to a copy of this binary, told apart by their name.
-            let tools = "\(nd)/usr-local-bin/sous-sim-tools"
-            try? fm.removeItem(atPath: tools)
-            try fm.copyItem(atPath: Local.selfExecutable, toPath: tools)
-            for t in ["docker", "nvidia-smi", "systemctl", "ibdev2netdev", "hf", "huggingface-cli"] { try? fm.removeItem(atPath: "\(nd)/usr-local-bin/\(t)"); try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools") }
-            let config = ["load_seconds": loadSeconds, "pull_seconds": pullSeconds, "node": name, "sshd_pid_file": "\(nd)/sshd.pid",
-                          "hub": l.hub, "download_bytes_per_second": downloadRate] as [String: Any]
-            // sshd reads authorized keys as the login user: the directory must be traversable by it.
-            try SimFaultCommand.writeAuthorized(l, name, nodeSSH: true)
-            try Local.sh("chmod 0755 '\(nd)' '\(nd)/authorized'")
-            try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: "\(nd)/var-lib/sous-sim/config.json"))
-            try Local.sh("chown -R \(SimLayout.user): \(nd)/var-lib/sous-sim \(nd)/hf-cache")
-            let peers = (1...nodes).map { "\(l.address($0)) \(l.nodeName($0))" }.joined(separator: "\n")
-            try "127.0.0.1 localhost\n\(peers)\n".write(toFile: "\(nd)/hosts", atomically: true, encoding: .utf8)
-            // A GB10's 128 GB of unified memory, as the node's own /proc/meminfo.
-            try "MemTotal:       131072000 kB\nMemFree:        126500000 kB\nMemAvailable:   127000000 kB\nBuffers:          100000 kB\nCached:          2000000 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n"
-                .write(toFile: "\(nd)/meminfo", atomically: true, encoding: .utf8)
-            let hostKey = "\(nd)/ssh_host_ed25519_key"
-            if !fm.fileExists(atPath: hostKey) { try Local.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]) }
-            try SSHDConfig.render(listen: addr, hostKey: hostKey, pidFile: "\(nd)/sshd.pid", authorizedKeysDir: "\(nd)/authorized")
-                .write(toFile: "\(nd)/sshd_config", atomically: true, encoding: .utf8)
-
-            try Local.sh("ip netns add \(ns) && ip link add \(l.veth(i)) type veth peer name \(SimLayout.interface) netns \(ns)"
-                + " && ip link set \(l.veth(i)) master \(SimLayout.bridge) up && ip -n \(ns) addr add \(addr)/24 dev \(SimLayout.interface)"
-                + " && ip link set \(l.veth(i)) mtu 9000 && ip -n \(ns) link set \(SimLayout.interface) mtu 9000"
-                + " && ip -n \(ns) link set \(SimLayout.interface) up && ip -n \(ns) link set lo up")
-            // The node's own mount namespace: its /etc/systemd/system, /etc/default, /var/lib (with the host's
-            // package database bound back in, so apt works), /usr/local/bin and HF cache.
-            let mounts = [
-                "mount --bind \(nd)/etc-systemd-system /etc/systemd/system",
-                "mount --bind \(nd)/etc-default /etc/default",
-                "mount --bind /var/lib/dpkg \(nd)/var-lib-dpkg", "mount --bind /var/lib/apt \(nd)/var-lib-apt",
-                "mount --bind \(nd)/var-lib /var/lib",
-                "mkdir -p /var/lib/dpkg /var/lib/apt", "mount --bind \(nd)/var-lib-dpkg /var/lib/dpkg", "mount --bind \(nd)/var-lib-apt /var/lib/apt",
-                "mount --bind \(nd)/usr-local-bin /usr/local/bin",
-                "mount --bind \(nd)/hf-cache \(SimLayout.hfCache)",
-                "mount --bind \(nd)/hosts /etc/hosts",
-                "mount --bind \(nd)/meminfo /proc/meminfo",
-                "hostname \(name)", "exec /usr/sbin/sshd -D -f \(nd)/sshd_config -E \(nd)/sshd.log",
-            ].joined(separator: " && ")
-            let pid = try Local.spawn("/usr/sbin/ip", ["netns", "exec", ns, "unshare", "--mount", "--uts", "--propagation", "private", "/bin/sh", "-c", mounts],
-                                      output: "\(nd)/node.log", detach: true)
-            state.append(["name": name, "namespace": ns, "veth": l.veth(i), "address": addr, "pid": Int(pid)])
-            let keyLine = try String(contentsOfFile: hostKey + ".pub", encoding: .utf8).split(separator: " ").prefix(2).joined(separator: " ")
-            known += "\(addr) \(keyLine)\n"
-            nodeLines.append("""
-              - name: \(name)
-                host: \(addr)
-                user: \(SimLayout.user)
-                identity_file: \(l.clientKey)
-                interconnect_ip: \(addr)
-                role: \(i == 1 ? "head" : "worker")
-            """)
-        }
-        try known.write(toFile: l.knownHosts, atomically: true, encoding: .utf8)
-        try JSONSerialization.data(withJSONObject: ["nodes": state], options: .prettyPrinted).write(to: URL(fileURLWithPath: l.stateFile))
-        for i in 1...nodes { try waitForSSH(l.address(i), log: "\(l.nodeDir(l.nodeName(i)))/node.log") }
-
-        let inventoryPath = inventory ?? (options.dir == ".sim" ? "inventory/sim.yaml" : "\(l.dir)/sim.yaml")
-        try fm.createDirectory(atPath: (inventoryPath as NSString).deletingLastPathComponent.ifEmpty("."), withIntermediateDirectories: true)
-        try """
-        # Written by `sous sim up`: \(nodes) simulated DGX Spark node\(nodes == 1 ? "" : "s") on this machine. `sous sim down` removes them.
-        cluster: sim
-        image: vllm/vllm-openai:v0.24.0
-        port: 8000
-        api_key_env: VLLM_API_KEY
-        launcher: mp
-        hardware: dgx_spark_gb10
-        interconnect:
-          interface: \(SimLayout.interface)
-          master_port: 29501
-        known_hosts: \(l.knownHosts)
-        nodes:
-        \(nodeLines.joined(separator: "\n"))
-
-        """.write(toFile: inventoryPath, atomically: true, encoding: .utf8)
-        let elapsed = clock.now - start
-        print("sim: \(nodes) node\(nodes == 1 ? "" : "s") up in \(String(format: "%.1f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)) s: " + (1...nodes).map { "\(l.nodeName($0)) \(l.address($0))" }.joined(separator: ", "))
-        print("inventory: \(inventoryPath)")
+        let path = inventory ?? (options.dir == ".sim" ? "inventory/sim.yaml" : "\(l.dir)/sim.yaml")
+        for line in try SimCluster.up(l, nodes: nodes, inventory: path, loadSeconds: loadSeconds, pullSeconds: pullSeconds,
+                                      shardBytes: shardBytes, downloadRate: downloadRate) { print(line) }
     }
 
     func waitForSSH(_ address: String, log: String) throws {
@@ -218,10 +84,6 @@ struct SimUp: ParsableCommand {
     }
 }
 
-extension String {
-    func ifEmpty(_ other: String) -> String { isEmpty ? other : self }
-}
-
 struct SimDown: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "down", abstract: "Remove every process, namespace, link and route `sim up` made.")
 
@@ -229,28 +91,9 @@ struct SimDown: ParsableCommand {
 
     func run() throws {
         try options.requireRoot()
-        SimDown.teardown(options.layout, quiet: false)
+        print(SimCluster.teardown(options.layout))
     }
 
-    /// Works from what exists, not only from the state file, so it also cleans up after a crash.
-    static func teardown(_ l: SimLayout, quiet: Bool) {
-        let namespaces = ((try? Local.sh("ip netns list", check: false).output) ?? "").split(separator: "\n")
-            .compactMap { $0.split(separator: " ").first.map(String.init) }.filter { $0.hasPrefix("sous-spark-") }
-        var killed = 0
-        for ns in namespaces {
-            let pids = ((try? Local.run("/usr/sbin/ip", ["netns", "pids", ns], check: false).output) ?? "").split(separator: "\n").compactMap { Int32($0) }
-            for pid in pids { kill(pid, SIGTERM) }
-            for pid in pids { Local.stop(pid, grace: 2); killed += 1 }
-        }
-        let links = ((try? Local.sh("ip -o link show", check: false).output) ?? "").split(separator: "\n")
-            .compactMap { $0.split(separator: ":").dropFirst().first?.trimmingCharacters(in: .whitespaces).split(separator: "@").first.map(String.init) }
-            .filter { $0.hasPrefix("sous-v") }
-        for link in links { _ = try? Local.sh("ip link del \(link)", check: false) }
-        for ns in namespaces { _ = try? Local.sh("ip netns del \(ns)", check: false) }
-        _ = try? Local.sh("ip link del \(SimLayout.bridge) 2>/dev/null; ip route del unreachable \(SimLayout.range) 2>/dev/null", check: false)
-        try? FileManager.default.removeItem(atPath: l.stateFile)
-        if !quiet { print("sim: down (\(namespaces.count) node\(namespaces.count == 1 ? "" : "s"), \(killed) process\(killed == 1 ? "" : "es") stopped)") }
-    }
 }
 
 struct SimHubAdd: ParsableCommand {
@@ -307,42 +150,6 @@ struct SimFaultCommand: ParsableCommand {
 
     func run() throws {
         try options.requireRoot()
-        guard let fault = SimFault(rawValue: kind) else {
-            throw UsageError("unknown fault `\(kind)`", hint: didYouMean(kind, in: SimFault.allCases.map(\.rawValue)).map { "did you mean `\($0)`?" }
-                             ?? "kinds: \(SimFault.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        let l = options.layout
-        let nd = l.nodeDir(node)
-        guard FileManager.default.fileExists(atPath: nd) else { throw UsageError("no simulated node `\(node)` in \(l.dir)", hint: "sous sim up") }
-        let flag = "\(nd)/var-lib/sous-sim/faults/\(fault.rawValue)"
-        if off { try? FileManager.default.removeItem(atPath: flag) } else { _ = FileManager.default.createFile(atPath: flag, contents: nil) }
-        if fault == .sshdDown {
-            if off { throw UsageError("sshd cannot be restarted in place", hint: "sous sim up (restarts every node)") }
-            // The listener and every session it forked, as when the OOM killer or a crash takes sshd down.
-            let pids = ((try? Local.run("/usr/sbin/ip", ["netns", "pids", l.namespace(node)], check: false).output) ?? "")
-                .split(separator: "\n").compactMap { Int32($0) }
-                .filter { ((try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("sshd") }
-            for pid in pids { kill(pid, SIGKILL) }
-        }
-        if fault == .noNodeSSH { try Self.writeAuthorized(l, node, nodeSSH: off) }
-        if fault == .noHostHF {
-            for t in ["hf", "huggingface-cli"] {
-                let link = "\(nd)/usr-local-bin/\(t)"
-                try? FileManager.default.removeItem(atPath: link)
-                if off { try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "/usr/local/bin/sous-sim-tools") }
-            }
-        }
-        if fault == .mtu1500 {
-            try Local.sh("ip -n \(l.namespace(node)) link set \(SimLayout.interface) mtu \(off ? 9000 : 1500)")
-        }
-        print("\(node): \(fault.rawValue) \(off ? "off" : "on")")
-    }
-
-    /// The node's authorized keys: the client's key, and (unless refused) the nodes' own key.
-    static func writeAuthorized(_ l: SimLayout, _ node: String, nodeSSH: Bool) throws {
-        var text = try String(contentsOfFile: l.clientKey + ".pub", encoding: .utf8)
-        if nodeSSH { text += try String(contentsOfFile: SimLayout.nodeKey + ".pub", encoding: .utf8) }
-        try text.write(toFile: l.authorized(node), atomically: true, encoding: .utf8)
-        try Local.sh("chmod 0644 '\(l.authorized(node))'")
+        print(try SimCluster.fault(options.layout, node: node, kind: kind, off: off))
     }
 }
