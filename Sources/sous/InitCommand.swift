@@ -57,7 +57,7 @@ struct InitCommand: AsyncParsableCommand {
         let transport = ssh.transport(defaultKnownHosts: nil)
         let outcomes = await fanOut(nodes) { node in
             try await transport.with(node) { s -> NodeFacts in
-                let r = try await s.run(RemoteCommand.shell(NodeFacts.script, timeout: .seconds(30)))
+                let r = try await s.run(NodeFacts.read())
                 return NodeFacts.parse(r.stdoutText, user: node.user, host: node.host, port: node.port)
             }
         }

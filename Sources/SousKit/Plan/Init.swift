@@ -25,6 +25,9 @@ public struct NodeFacts: Sendable {
     /// RoCE device → netdev, and whether ibdev2netdev says the port is Up.
     public var roce: [(device: String, netdev: String, up: Bool)] = []
 
+    /// The command that reads a node's facts; `parse` reads its output.
+    public static func read() -> RemoteCommand { .shell(script, timeout: .seconds(30)) }
+
     /// The script whose output `parse` reads (sections separated by a record separator line).
     public static let script = """
     hostname; printf '\\036\\n'

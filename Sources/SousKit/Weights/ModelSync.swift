@@ -143,13 +143,12 @@ public struct ModelSync: Sendable {
     func removeBroken(_ s: NodeSession, _ st: CheckpointStatus) async throws {
         guard !st.broken.isEmpty, let rev = st.revision else { return }
         let dir = HFRepo(deployment, node: s.node).dir + "/snapshots/" + rev
-        let files = try st.broken.map { try ShellQuote.quote(dir + "/" + $0) }.joined(separator: " ")
-        let r = try await s.run(.shell("for f in \(files); do rm -f -- \"$(readlink -f -- \"$f\")\" \"$f\"; done", timeout: .seconds(60)))
+        let r = try await s.run(HFCacheOps.removeWithBlobs(st.broken.map { dir + "/" + $0 }))
         if !r.ok { throw fail(s.node.name, "could not remove the broken files: \(r.tail())") }
     }
 
     func home(_ s: NodeSession) async throws -> String {
-        let r = try await s.run(.shell("mkdir -p \"$HOME/.cache/sous\" && chmod 700 \"$HOME/.cache/sous\" && printf %s \"$HOME/.cache/sous\"", timeout: .seconds(30)))
+        let r = try await s.run(HFCacheOps.workDir())
         guard r.ok, r.stdoutText.hasPrefix("/") else { throw fail(s.node.name, "cannot create ~/.cache/sous: \(r.tail())") }
         return r.stdoutText
     }
@@ -159,42 +158,44 @@ public struct ModelSync: Sendable {
         try await removeBroken(s, status)
         let work = try await home(s)
         // The CLI on the host, else the one inside the pinned image.
-        let which = try await s.run(.shell("command -v hf || command -v huggingface-cli || true", timeout: .seconds(30)))
+        let which = try await s.run(HFCacheOps.findCLI())
         let hostCLI = which.stdoutText.split(separator: "\n").first.map(String.init)
         let tokenFile = work + "/hf-token"
         if let hfToken { try await s.upload(Data(hfToken.reveal().utf8), to: tokenFile, mode: 0o600, sudo: false) }
-        func command(_ extra: [String]) throws -> (String, String) {
-            let args = ["download", model] + (deployment.recipe.revision.map { ["--revision", $0] } ?? []) + extra
+        // Without a CLI on the host: `hf` in the pinned image, as the node user's own uid (its cache stays its own).
+        if hostCLI == nil, !(try await s.run(DockerOps.imageID(inv.image))).ok { _ = try await s.run(DockerOps.pull(inv.image)) }
+        let user = hostCLI == nil ? try await s.run(HFCacheOps.ids()).value : ""
+        let image = inv.image, token = hfToken != nil, revision = deployment.recipe.revision
+        let model = self.model
+        let command: @Sendable ([String]) -> (String, [String]) = { extra in
+            let args = ["download", model] + (revision.map { ["--revision", $0] } ?? []) + extra
             if let hostCLI {
-                let env = "HF_HUB_DISABLE_PROGRESS_BARS=1" + (hfToken != nil ? " HF_TOKEN_PATH=\(try ShellQuote.quote(tokenFile))" : "")
-                return ("\((hostCLI as NSString).lastPathComponent) on the host", "\(env) \(try ShellQuote.join([hostCLI] + args + ["--cache-dir", repo.hub]))")
+                return ("\((hostCLI as NSString).lastPathComponent) on the host",
+                        ["env", "HF_HUB_DISABLE_PROGRESS_BARS=1"] + (token ? ["HF_TOKEN_PATH=\(tokenFile)"] : []) + [hostCLI] + args + ["--cache-dir", repo.hub])
             }
-            var docker = ["docker", "run", "--rm", "--network", "host", "--user", "$(id -u):$(id -g)",
+            var docker = ["docker", "run", "--rm", "--network", "host", "--user", user,
                           "-e", "HOME=/tmp", "-e", "HF_HUB_DISABLE_PROGRESS_BARS=1", "-v", "\(repo.cache):/root/.cache/huggingface"]
-            if hfToken != nil { docker += ["-v", "\(tokenFile):/run/sous-hf-token:ro", "-e", "HF_TOKEN_PATH=/run/sous-hf-token"] }
-            docker += ["--entrypoint", "hf", inv.image] + args + ["--cache-dir", "/root/.cache/huggingface/hub"]
-            // The node user's own uid, so the files in its cache stay its own (the one unquoted word).
-            let line = try docker.map { $0 == "$(id -u):$(id -g)" ? $0 : try ShellQuote.quote($0) }.joined(separator: " ")
-            return ("hf in \(inv.image)", "{ docker image inspect \(try ShellQuote.quote(inv.image)) >/dev/null 2>&1 || docker pull -q \(try ShellQuote.quote(inv.image)) >/dev/null; } && \(line)")
+            if token { docker += ["-v", "\(tokenFile):/run/sous-hf-token:ro", "-e", "HF_TOKEN_PATH=/run/sous-hf-token"] }
+            return ("hf in \(image)", docker + ["--entrypoint", "hf", image] + args + ["--cache-dir", "/root/.cache/huggingface/hub"])
         }
         let result: Result<String, any Error>
         do { result = .success(try await fetch(s, repo: repo, work: work, command: command)) } catch { result = .failure(error) }
-        if hfToken != nil { _ = try? await s.run(RemoteCommand(["rm", "-f", "--", tokenFile], timeout: .seconds(30))) }
+        if hfToken != nil { _ = try? await s.run(HFCacheOps.remove(tokenFile)) }
         return "downloaded (\(try result.get()))"
     }
 
-    func fetch(_ s: NodeSession, repo: HFRepo, work: String, command: ([String]) throws -> (String, String)) async throws -> String {
+    func fetch(_ s: NodeSession, repo: HFRepo, work: String, command: ([String]) -> (String, [String])) async throws -> String {
         let node = s.node.name
         // First config.json and the index: quick, fails fast on a gated or missing repo, and gives the total.
-        let (tool, first) = try command(["--include", "config.json", "model.safetensors.index.json", "hf_quant_config.json"])
-        let meta = try await s.run(.shell(first + " 2>&1", timeout: .seconds(600)))
-        if !meta.ok { throw classify(node, meta.stdoutText, tool: tool) }
+        let (tool, first) = command(["--include", "config.json", "model.safetensors.index.json", "hf_quant_config.json"])
+        let meta = try await s.run(RemoteCommand(first, timeout: .seconds(600)))
+        if !meta.ok { throw classify(node, meta.combined, tool: tool) }
         let afterMeta = try await self.status(s)
         let total = afterMeta.fit?.weightBytes
-        let (_, all) = try command([])
-        let job = try await NodeJob.start(s, dir: work, name: "download-\(repo.dirName)", script: all)
+        let (_, all) = command([])
+        let job = try await NodeJob.start(s, dir: work, name: "download-\(repo.dirName)", argv: all)
         let rc = try await watch(job, phase: "download (\(tool))" + (job.attached ? ", attached to the run started earlier" : ""), total: total, estimated: true, on: s,
-                                 measure: "du -sb \(try ShellQuote.quote(repo.dir + "/blobs")) 2>/dev/null | cut -f1")
+                                 measure: HFCacheOps.size(repo.dir + "/blobs"))
         if rc != 0 { throw classify(node, try await job.log(), tool: tool) }
         return tool
     }
@@ -250,23 +251,22 @@ public struct ModelSync: Sendable {
         let ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=\(work)/known_hosts",
                    "-o", "ConnectTimeout=5", "-p", String(t.port ?? 22)]
         let target = "\(t.user)@\(t.interconnectIP)"
-        let probe = try await src.run(.shell("command -v rsync >/dev/null || { echo 'rsync is not installed on \(src.node.name)'; exit 1; }; "
-                                             + (try ShellQuote.join(ssh + [target, "command -v rsync >/dev/null || { echo \"rsync is not installed on \(t.name)\"; exit 1; }"])) + " 2>&1",
-                                             timeout: .seconds(30)))
-        let totalText = try await src.run(.shell("du -sb --exclude='*.incomplete' \"$1\" | cut -f1", args: [from.dir], timeout: .seconds(600)))
+        let probe = try await src.run(HFCacheOps.rsyncBothEnds(ssh: ssh, target: target))
+        let totalText = try await src.run(HFCacheOps.size(from.dir))
         let total = Int(totalText.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
         guard probe.ok else {
             // The nodes cannot log in to each other (or lack rsync): the bytes go through sous instead.
-            let why = probe.stdoutText.contains("rsync is not installed") ? probe.tail(1) : "\(src.node.name) cannot log in to \(target)"
+            let why = probe.exitStatus == 5 ? "rsync is not installed on \(src.node.name)"
+                : probe.exitStatus == 7 ? "rsync is not installed on \(t.name)" : "\(src.node.name) cannot log in to \(target)"
             try await stream(from: src, to: dst, from: from, to: to, total: total)
             return "copied from \(src.node.name) (stream through sous: \(why))"
         }
-        let mk = try await dst.run(RemoteCommand(["mkdir", "-p", "--", to.hub], timeout: .seconds(30)))
+        let mk = try await dst.run(HFCacheOps.makeDir(to.hub))
         if !mk.ok { throw fail(t.name, "cannot create \(to.hub): \(mk.tail())") }
         let rsync = ["rsync", "-a", "--partial", "--exclude=*.incomplete", "-e", try ShellQuote.join(ssh), from.dir + "/", "\(target):\(to.dir)/"]
-        let job = try await NodeJob.start(src, dir: work, name: "copy-\(t.name)-\(from.dirName)", script: try ShellQuote.join(rsync))
+        let job = try await NodeJob.start(src, dir: work, name: "copy-\(t.name)-\(from.dirName)", argv: rsync)
         let rc = try await watch(job, phase: "copy from \(src.node.name) (rsync)", total: total,
-                                 on: dst, measure: "du -sb \(try ShellQuote.quote(to.dir)) 2>/dev/null | cut -f1")
+                                 on: dst, measure: HFCacheOps.size(to.dir))
         if rc != 0 { throw fail(t.name, "rsync from \(src.node.name) failed: \(try await job.log().split(separator: "\n").suffix(3).joined(separator: "\n"))", hint: "run again to resume") }
         return "copied from \(src.node.name) (rsync over \(t.interconnectIP))"
     }
@@ -276,8 +276,7 @@ public struct ModelSync: Sendable {
     /// twice) and not resumable within a file, but it needs no login from node to node.
     func stream(from src: NodeSession, to dst: NodeSession, from: HFRepo, to: HFRepo, total: Int?) async throws {
         let pipe = BytePipe()
-        let pack = RemoteCommand.shell("tar -C \"$1\" -cf - --exclude='*.incomplete' \"$2\"", args: [from.hub, from.dirName], timeout: .seconds(6 * 3600))
-        let unpack = RemoteCommand.shell("mkdir -p -- \"$1\" && tar -C \"$1\" -xf -", args: [to.hub], timeout: .seconds(6 * 3600))
+        let pack = HFCacheOps.pack(dir: from.hub, name: from.dirName), unpack = HFCacheOps.unpack(into: to.hub)
         @Sendable func produce() async throws -> CommandResult {
             do {
                 let r = try await src.run(pack, output: { try pipe.put($0) })
@@ -321,14 +320,14 @@ public struct ModelSync: Sendable {
     }
 
     /// Polls a background job until it ends, reporting the bytes `measure` prints on `on` as progress.
-    func watch(_ job: NodeJob, phase: String, total: Int?, estimated: Bool = false, on target: NodeSession, measure: String) async throws -> Int32 {
+    func watch(_ job: NodeJob, phase: String, total: Int?, estimated: Bool = false, on target: NodeSession, measure: RemoteCommand) async throws -> Int32 {
         let clock = ContinuousClock(), start = clock.now
         var first: Int?
         while true {
             try Interruption.shared.check("model", node: job.session.node.name,
                                           state: "the \(phase) goes on on \(job.session.node.name); run the same command again to follow it")
             let state = try await job.state(wait: pollInterval)
-            let m = try await target.run(.shell(measure, timeout: .seconds(60)))
+            let m = try await target.run(measure)
             let bytes = Int(m.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
             if first == nil { first = bytes }
             let elapsed = (clock.now - start).seconds
@@ -352,21 +351,9 @@ struct NodeJob: Sendable {
     /// The same transfer was already running (started by an earlier, interrupted run).
     var attached = false
 
-    /// A process that exists and is not a zombie (a node whose init does not reap would keep those forever).
-    static let alive = #"alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }"#
-
-    static func start(_ s: NodeSession, dir: String, name: String, script: String) async throws -> NodeJob {
+    static func start(_ s: NodeSession, dir: String, name: String, argv: [String]) async throws -> NodeJob {
         var job = NodeJob(session: s, base: dir + "/" + name)
-        let b = try ShellQuote.quote(job.base)
-        // A job that wrote no exit status and still runs is the same transfer started earlier: attach to it.
-        let start = """
-        \(alive)
-        if [ ! -f \(b).rc ] && alive "$(cat \(b).pid 2>/dev/null)"; then echo attached; exit 0; fi
-        rm -f \(b).rc; : > \(b).log
-        nohup sh -c \(try ShellQuote.quote("\(script); echo $? > \(b).rc")) >> \(b).log 2>&1 < /dev/null &
-        echo $! > \(b).pid
-        """
-        let r = try await s.run(.shell(start, timeout: .seconds(30)))
+        let r = try await s.run(JobOps.start(base: job.base, argv: argv))
         guard r.ok else { throw StepFailure(step: "model", node: s.node.name, cause: "could not start the transfer: \(r.tail())", hint: nil, exitCode: .checkFailed) }
         job.attached = r.stdoutText.hasPrefix("attached")
         return job
@@ -375,23 +362,13 @@ struct NodeJob: Sendable {
     /// Waits on the node up to `wait` for the job to end (so an ending job is seen at once, without a poll
     /// interval's delay), then says whether it runs, ended with a status, or vanished without one.
     func state(wait: Duration) async throws -> State {
-        let b = try ShellQuote.quote(base)
-        let tenths = max(1, Int(wait.seconds * 10))
-        let script = """
-        \(Self.alive)
-        p="$(cat \(b).pid 2>/dev/null)"; i=0
-        while [ $i -lt \(tenths) ] && [ ! -f \(b).rc ] && alive "$p"; do sleep 0.1; i=$((i+1)); done
-        cat \(b).rc 2>/dev/null && exit 0
-        alive "$p" && echo running || { sleep 0.2; cat \(b).rc 2>/dev/null || echo lost; }
-        """
-        let r = try await session.run(.shell(script, timeout: wait + .seconds(30)))
-        let t = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        let t = try await session.run(JobOps.state(base: base, wait: wait)).value
         if t == "running" { return .running }
         if let rc = Int32(t) { return .finished(rc) }
         return .lost
     }
 
     func log() async throws -> String {
-        try await session.run(RemoteCommand(["tail", "-n", "40", "--", base + ".log"], timeout: .seconds(30))).stdoutText
+        try await session.run(JobOps.log(base: base)).stdoutText
     }
 }
