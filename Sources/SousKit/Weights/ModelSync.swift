@@ -161,6 +161,8 @@ public struct ModelSync: Sendable {
         let which = try await s.run(HFCacheOps.findCLI())
         let hostCLI = which.stdoutText.split(separator: "\n").first.map(String.init)
         let tokenFile = work + "/hf-token"
+        // A token file left by a run that was killed (SIGKILL skips the removal below) goes first.
+        _ = try await s.run(HFCacheOps.remove(tokenFile))
         if let hfToken { try await s.upload(Data(hfToken.reveal().utf8), to: tokenFile, mode: 0o600, sudo: false) }
         // Without a CLI on the host: `hf` in the pinned image, as the node user's own uid (its cache stays its own).
         if hostCLI == nil, !(try await s.run(DockerOps.imageID(inv.image))).ok { _ = try await s.run(DockerOps.pull(inv.image)) }
