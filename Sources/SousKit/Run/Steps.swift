@@ -107,13 +107,7 @@ public func onEveryNode<T: Sendable>(_ nodes: [NodeSpec], _ sessions: [String: N
 
 extension Inventory {
     /// The head's API base URL (an IPv6 head in brackets).
-    public var baseURL: String {
-        var c = URLComponents()
-        c.scheme = "http"
-        c.host = head.host.contains(":") ? "[\(head.host)]" : head.host
-        c.port = port
-        return c.string ?? "http://\(head.host):\(port)"
-    }
+    public var baseURL: String { Endpoint.baseURL(host: head.host, port: port) }
 }
 
 /// A reporter that says nothing (read-only helpers).

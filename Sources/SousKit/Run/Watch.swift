@@ -19,7 +19,7 @@ public struct Watchdog: Sendable {
     public init(probe: HTTPProbe, baseURL: String, model: String, key: Secret?, interval: Duration, failures: Int, probeTimeout: Duration,
                 backoff: Duration, log: @escaping @Sendable (String) -> Void, recover: @escaping @Sendable () async -> Int32) {
         self.probe = probe
-        self.baseURL = baseURL
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.model = model
         self.key = key
         self.interval = interval
@@ -30,11 +30,24 @@ public struct Watchdog: Sendable {
         self.recover = recover
     }
 
-    /// One probe: nil when healthy, else what failed.
+    /// Watches the node's server at `host` and `port` (a name, an IPv4 or an IPv6 address).
+    public init(probe: HTTPProbe, host: String, port: Int, model: String, key: Secret?, interval: Duration, failures: Int, probeTimeout: Duration,
+                backoff: Duration, log: @escaping @Sendable (String) -> Void, recover: @escaping @Sendable () async -> Int32) {
+        self.init(probe: probe, baseURL: Endpoint.baseURL(host: host, port: port), model: model, key: key, interval: interval, failures: failures,
+                  probeTimeout: probeTimeout, backoff: backoff, log: log, recover: recover)
+    }
+
+    /// One probe: nil when healthy, else what failed. Each request ends by `probeTimeout` (the probe's deadline).
     public func check() async -> String? {
-        guard let h = try? await probe.get(baseURL + "/health", bearer: nil, timeout: probeTimeout) else { return "/health did not answer" }
+        let h: HTTPResponse
+        do { h = try await probe.get(baseURL + "/health", bearer: nil, timeout: probeTimeout) } catch { return "/health failed: \(error)" }
         guard h.status == 200 else { return "/health \(h.status)" }
-        guard let c = try? await probe.post(baseURL + "/v1/chat/completions", json: AgentChecks.pingRequest(model: model), bearer: key, timeout: probeTimeout) else {
+        let c: HTTPResponse
+        do {
+            c = try await probe.post(baseURL + "/v1/chat/completions", json: AgentChecks.pingRequest(model: model), bearer: key, timeout: probeTimeout)
+        } catch let e as URLSessionProbe.Failure where e.kind != .timedOut {
+            return "completion failed: \(e)"
+        } catch {
             return "no completion within \(probeTimeout) (/health is 200: a wedged engine)"
         }
         return c.status == 200 ? nil : "completion HTTP \(c.status)"
