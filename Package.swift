@@ -20,8 +20,11 @@ let package = Package(
             dependencies: [
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["BuildInfo"]
         ),
+        // The commit sous is built from, for `sous --version` and the journal.
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         // libssh2 headers and link flags; shim.h wraps the function-like macros Swift cannot import.
         .systemLibrary(
             name: "CLibSSH2",

@@ -3,10 +3,70 @@
 // libssh2's function-like macros are not imported by Swift; these wrappers expose them.
 #include <libssh2.h>
 #include <libssh2_sftp.h>
+#include <errno.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
-static inline LIBSSH2_SESSION *sous_session_init(void) {
-    return libssh2_session_init_ex(NULL, NULL, NULL, NULL);
+/* A session's socket I/O, installed as libssh2's send and recv callbacks (the session's abstract points here).
+ * libssh2 1.10.0 talks to ssh-agent through the same callbacks (agent.c, agent_transact_unix: session->send and
+ * session->recv on the agent's socket, which it leaves blocking, in a loop that never ends on end-of-file).
+ * So on any socket but the SSH one, each call first polls until agent_deadline_ms: a stalled agent fails the
+ * call with ETIMEDOUT (and sets agent_timed_out), one that hangs up fails it with ECONNRESET. The SSH socket,
+ * non-blocking, is passed straight through, as libssh2's own _libssh2_send and _libssh2_recv do. */
+struct sous_io {
+    int ssh_fd;
+    long long agent_deadline_ms; /* CLOCK_MONOTONIC; 0 (the start) lets no agent call wait at all */
+    int agent_timed_out;
+};
+static inline long long sous_monotonic_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+static inline void sous_io_set_agent_deadline(struct sous_io *io, long long ms_from_now) {
+    io->agent_deadline_ms = sous_monotonic_ms() + ms_from_now;
+    io->agent_timed_out = 0;
+}
+/* 0 when the agent socket is ready, else -ETIMEDOUT or -errno. */
+static inline int sous_io_wait_agent(struct sous_io *io, int fd, short events) {
+    for (;;) {
+        long long left = io->agent_deadline_ms - sous_monotonic_ms();
+        struct pollfd p = { fd, events, 0 };
+        int rc = poll(&p, 1, left > 0 ? (int)left : 0);
+        if (rc > 0) return 0;
+        if (rc == 0) { io->agent_timed_out = 1; return -ETIMEDOUT; }
+        if (errno != EINTR) return -errno;
+    }
+}
+static inline ssize_t sous_io_result(ssize_t rc) {
+    return rc < 0 ? -(errno == EWOULDBLOCK ? EAGAIN : errno) : rc;
+}
+static inline ssize_t sous_io_recv(libssh2_socket_t fd, void *buf, size_t len, int flags, void **abstract) {
+    struct sous_io *io = (struct sous_io *)*abstract;
+    if (fd == io->ssh_fd) return sous_io_result(recv(fd, buf, len, flags));
+    int w = sous_io_wait_agent(io, fd, POLLIN);
+    if (w) return w;
+    ssize_t rc = recv(fd, buf, len, flags);
+    return rc == 0 && len > 0 ? -ECONNRESET : sous_io_result(rc);
+}
+static inline ssize_t sous_io_send(libssh2_socket_t fd, const void *buf, size_t len, int flags, void **abstract) {
+    struct sous_io *io = (struct sous_io *)*abstract;
+    if (fd != io->ssh_fd) {
+        int w = sous_io_wait_agent(io, fd, POLLOUT);
+        if (w) return w;
+    }
+    return sous_io_result(send(fd, buf, len, flags));
+}
+/* A session whose I/O goes through io (which must outlive it). */
+static inline LIBSSH2_SESSION *sous_session_init(struct sous_io *io) {
+    LIBSSH2_SESSION *s = libssh2_session_init_ex(NULL, NULL, NULL, io);
+    if (s) {
+        libssh2_session_callback_set(s, LIBSSH2_CALLBACK_RECV, (void *)sous_io_recv);
+        libssh2_session_callback_set(s, LIBSSH2_CALLBACK_SEND, (void *)sous_io_send);
+    }
+    return s;
 }
 static inline LIBSSH2_CHANNEL *sous_channel_open_session(LIBSSH2_SESSION *s) {
     return libssh2_channel_open_ex(s, "session", sizeof("session") - 1,
@@ -50,35 +110,6 @@ static inline int sous_sftp_stat_mode(LIBSSH2_SFTP *sftp, const char *path, unsi
     int rc = libssh2_sftp_stat_ex(sftp, path, (unsigned int)strlen(path), LIBSSH2_SFTP_STAT, &attrs);
     if (rc == 0) *mode = attrs.permissions;
     return rc;
-}
-static inline int sous_knownhost_check(LIBSSH2_KNOWNHOSTS *kh, const char *host, int port,
-                                       const char *key, size_t keylen, int typemask) {
-    struct libssh2_knownhost *found = NULL;
-    return libssh2_knownhost_checkp(kh, host, port, key, keylen, typemask, &found);
-}
-static inline int sous_knownhost_readfile(LIBSSH2_KNOWNHOSTS *kh, const char *path) {
-    return libssh2_knownhost_readfile(kh, path, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
-}
-/* Adds host (already in "[host]:port" form when the port is not 22) and writes its known_hosts line into buf. */
-static inline int sous_knownhost_line(LIBSSH2_KNOWNHOSTS *kh, const char *host, const char *key, size_t keylen,
-                                      int typemask, char *buf, size_t buflen, size_t *outlen) {
-    struct libssh2_knownhost *store = NULL;
-    int rc = libssh2_knownhost_addc(kh, host, NULL, key, keylen, NULL, 0,
-                                    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | typemask, &store);
-    if (rc) return rc;
-    return libssh2_knownhost_writeline(kh, store, buf, buflen, outlen, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
-}
-/* The known_hosts key-type bits for a session host-key type. */
-static inline int sous_knownhost_keytype(int hostkey_type) {
-    switch (hostkey_type) {
-    case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-    case LIBSSH2_HOSTKEY_TYPE_DSS: return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
-    case LIBSSH2_HOSTKEY_TYPE_ED25519: return LIBSSH2_KNOWNHOST_KEY_ED25519;
-    default: return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
-    }
 }
 static inline const char *sous_hostkey_type_name(int hostkey_type) {
     switch (hostkey_type) {

@@ -14,7 +14,7 @@ public struct SSHTarget: Sendable {
     /// Tried in order after the agent.
     public var identityFiles: [String]
     public var knownHosts: String
-    /// Trust on first use: write an unknown host's key to known_hosts (never replaces a changed key).
+    /// Trust on first use: write an unknown host's key to known_hosts (never for a host it records any key for).
     public var acceptNew: Bool
     public var connectTimeout: Duration
     /// The ssh-agent socket tried first (default: $SSH_AUTH_SOCK); nil skips the agent.
@@ -48,14 +48,22 @@ final class Connection: @unchecked Sendable {
     let target: SSHTarget
     private var fd: Int32 = -1
     private var session: OpaquePointer?
+    /// The session's socket I/O (see shim.h); lives as long as the connection, so longer than any session.
+    private let io = UnsafeMutablePointer<sous_io>.allocate(capacity: 1)
     var sessionHandle: OpaquePointer? { session }
     /// The host key this connection verified, as `TYPE BASE64` (a known_hosts line without the host).
     private(set) var verifiedHostKey: String?
     private let keepaliveInterval: Int32 = 15
 
-    init(target: SSHTarget) { self.target = target }
+    init(target: SSHTarget) {
+        self.target = target
+        io.initialize(to: sous_io(ssh_fd: -1, agent_deadline_ms: 0, agent_timed_out: 0))
+    }
 
-    deinit { shutdown() }
+    deinit {
+        shutdown()
+        io.deallocate()
+    }
 
     /// Says goodbye and frees the session. Called on the connection's own queue by `SSHSession.close()`, so it
     /// never runs on another thread while the process exits (OpenSSL's exit handlers free what it would use).
@@ -84,13 +92,25 @@ final class Connection: @unchecked Sendable {
     func open() throws {
         _ = libssh2Ready
         let deadline = ContinuousClock.now + target.connectTimeout
+        let known: KnownHosts
+        do { known = try KnownHosts(path: expandTilde(target.knownHosts)) } catch {
+            throw fail(.hostKeyUnknown, "cannot read known_hosts \(expandTilde(target.knownHosts)): \(error.localizedDescription)")
+        }
         fd = try connectSocket(deadline: deadline)
-        guard let s = sous_session_init() else { throw fail(.sessionLost, "libssh2 could not create a session") }
+        io.pointee.ssh_fd = fd
+        guard let s = sous_session_init(io) else { throw fail(.sessionLost, "libssh2 could not create a session") }
         session = s
         libssh2_session_set_blocking(s, 0)
-        try wait(deadline, what: "SSH handshake") { libssh2_session_handshake(s, libssh2_socket_t(fd)) }
-        try verifyHostKey()
-        try authenticate(deadline: deadline)
+        try preferHostKeyTypes(known.entries(for: target.knownHostsName).filter { $0.marker == nil }.map(\.keyType))
+        do {
+            try wait(deadline, what: "the SSH handshake") { libssh2_session_handshake(s, libssh2_socket_t(fd)) }
+            try verifyHostKey(known)
+            try authenticate(deadline: deadline)
+        } catch let e as SSHError where e.kind == .commandTimeout {
+            // The node took the TCP connection but did not get through SSH in time: as unreachable as no answer.
+            throw fail(.connectTimeout, "\(target.host):\(target.port) took the connection, but \(e.detail) (connect timeout \(target.connectTimeout))",
+                       hint: "is sshd on the node overloaded or hung, or is another service on that port? try `ssh -v -p \(target.port) \(target.user)@\(target.host)`")
+        }
         libssh2_keepalive_config(s, 1, UInt32(keepaliveInterval))
     }
 
@@ -189,43 +209,65 @@ final class Connection: @unchecked Sendable {
 
     // MARK: host key
 
-    private func verifyHostKey() throws {
+    /// Asks for the host key types known_hosts records for this host first, so that a node with several host
+    /// keys shows the one already trusted (as OpenSSH does): libssh2 would otherwise prefer ECDSA, and a node
+    /// recorded by its ed25519 key would look changed. Certificate types are left out: sous checks plain keys.
+    private func preferHostKeyTypes(_ recorded: [String]) throws {
+        guard let session else { return }
+        var algs: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+        let count = libssh2_session_supported_algs(session, LIBSSH2_METHOD_HOSTKEY, &algs)
+        guard count > 0, let algs else { throw fail(.sessionLost, "libssh2 lists no host key types: \(lastError)") }
+        defer { libssh2_free(session, algs) }
+        let supported = (0..<Int(count)).compactMap { algs[$0].map { String(cString: $0) } }.filter { !$0.contains("-cert-") }
+        // An RSA key signs as rsa-sha2-512 or rsa-sha2-256 in libssh2 versions that know them.
+        let wanted = Set(recorded.flatMap { $0 == "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [$0] })
+        let order = supported.filter { wanted.contains($0) } + supported.filter { !wanted.contains($0) }
+        guard libssh2_session_method_pref(session, LIBSSH2_METHOD_HOSTKEY, order.joined(separator: ",")) == 0 else {
+            throw fail(.sessionLost, "libssh2 refused the host key types \(order.joined(separator: ",")): \(lastError)")
+        }
+    }
+
+    /// Checks the node's key against every line of known_hosts, as OpenSSH does: a key that any line marks
+    /// @revoked is refused; a marker sous does not support (@cert-authority) for this host is refused rather
+    /// than ignored; a key recorded for the host, of any type, must be the one presented, or the key changed.
+    /// Only a host with no recorded key is unknown, and only then may --accept-new add it.
+    private func verifyHostKey(_ known: KnownHosts) throws {
         guard let session else { return }
         var len = 0
         var type: Int32 = 0
-        guard let key = libssh2_session_hostkey(session, &len, &type) else {
+        guard let raw = libssh2_session_hostkey(session, &len, &type) else {
             throw fail(.sessionLost, "the server sent no host key")
         }
-        let fingerprint = hostKeyFingerprint()
+        let key = Data(bytes: raw, count: len)
         let typeName = String(cString: sous_hostkey_type_name(type))
-        guard let kh = libssh2_knownhost_init(session) else { throw fail(.sessionLost, "libssh2 knownhost_init failed") }
-        defer { libssh2_knownhost_free(kh) }
-        let path = expandTilde(target.knownHosts)
-        if FileManager.default.fileExists(atPath: path), sous_knownhost_readfile(kh, path) < 0 {
-            throw fail(.hostKeyUnknown, "cannot read known_hosts \(path): \(lastError)")
+        let presented = "\(typeName) \(hostKeyFingerprint())"
+        let name = target.knownHostsName
+        let file = known.path
+        if let revoked = known.entries.first(where: { $0.marker == "@revoked" && $0.key == key }) {
+            throw fail(.hostKeyRevoked, "the node presents \(presented), which \(file):\(revoked.line) marks @revoked: refusing to connect to \(name)",
+                       hint: "a revoked key may be in other hands: on the node's console give it new host keys (`sudo rm /etc/ssh/ssh_host_*_key* && sudo ssh-keygen -A && sudo systemctl restart ssh`), then verify the new key and record it")
         }
-        let mask = Int32(LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW) | sous_knownhost_keytype(type)
-        let check = sous_knownhost_check(kh, target.host, Int32(target.port), key, len, mask)
-        switch check {
-        case LIBSSH2_KNOWNHOST_CHECK_MATCH:
-            break
-        case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
-            throw fail(.hostKeyChanged,
-                       "HOST KEY CHANGED for \(target.knownHostsName): the node now presents \(typeName) \(fingerprint), which does not match \(path). Someone may be intercepting the connection, or the node was reinstalled.",
-                       hint: "if the node was reinstalled, verify the new key on its console (`ssh-keygen -lf /etc/ssh/ssh_host_\(typeName.replacingOccurrences(of: "ssh-", with: ""))_key.pub`), then `ssh-keygen -R '\(target.knownHostsName)' -f \(path)` and connect again with --accept-new")
-        default:
+        let forHost = known.entries(for: name)
+        if let other = forHost.first(where: { $0.marker != nil && $0.marker != "@revoked" }) {
+            throw fail(.hostKeyUnknown, "\(file):\(other.line) has a \(other.marker!) line for \(name); sous checks plain host keys only and will not ignore it (the node presents \(presented))",
+                       hint: "take \(name) out of that line's host names and record the node's own verified key for it, or point sous at another known_hosts file")
+        }
+        let recorded = forHost.filter { $0.marker == nil }
+        if !recorded.contains(where: { $0.key == key }) {
+            if !recorded.isEmpty {
+                let quote = { (s: String) in (try? ShellQuote.quote(s)) ?? s }
+                throw fail(.hostKeyChanged,
+                           "HOST KEY CHANGED for \(name): the node now presents \(presented), but known_hosts records \(recorded.map { "\($0.keyType) at \(file):\($0.line)" }.joined(separator: ", ")). Someone may be intercepting the connection, or the node was reinstalled.",
+                           hint: "if the node was reinstalled, verify its new key on its console (`ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub`), then `ssh-keygen -R \(quote(name)) -f \(quote(file))` and connect again with --accept-new")
+            }
             guard target.acceptNew else {
-                throw fail(.hostKeyUnknown, "unknown host key \(typeName) \(fingerprint) for \(target.knownHostsName) (not in \(path))",
+                throw fail(.hostKeyUnknown, "unknown host key \(presented) for \(name) (not in \(file))",
                            hint: "compare it with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` on the node, then rerun with --accept-new to add it")
             }
-            var buf = [CChar](repeating: 0, count: 8192)
-            var outLen = 0
-            let rc = sous_knownhost_line(kh, target.knownHostsName, key, len, sous_knownhost_keytype(type), &buf, buf.count, &outLen)
-            guard rc == 0 else { throw fail(.hostKeyUnknown, "could not format the known_hosts line: \(lastError)") }
-            let line = String(decoding: buf[0..<outLen].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            try appendKnownHost(line, path: path)
+            guard typeName != "unknown" else { throw fail(.hostKeyUnknown, "the node presents a host key of a type sous cannot record (\(presented))") }
+            try appendKnownHost("\(name) \(typeName) \(key.base64EncodedString())", to: known)
         }
-        verifiedHostKey = "\(typeName) \(Data(bytes: key, count: len).base64EncodedString())"
+        verifiedHostKey = "\(typeName) \(key.base64EncodedString())"
     }
 
     /// `SHA256:<base64>` as `ssh-keygen -l` prints it.
@@ -235,14 +277,17 @@ final class Connection: @unchecked Sendable {
         return "SHA256:" + bytes.base64EncodedString().replacingOccurrences(of: "=", with: "")
     }
 
-    private func appendKnownHost(_ line: String, path: String) throws {
+    /// Appends one line, on a line of its own even when the file's last line has no newline.
+    private func appendKnownHost(_ line: String, to known: KnownHosts) throws {
+        let path = known.path
         let dir = (path as NSString).deletingLastPathComponent
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT, 0o600)
         guard fd >= 0 else { throw fail(.hostKeyUnknown, "cannot write \(path): \(String(cString: strerror(errno)))") }
         defer { Glibc.close(fd) }
-        let text = line.hasSuffix("\n") ? line : line + "\n"
-        _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
+        let text = (known.endsWithNewline ? "" : "\n") + line + "\n"
+        let written = text.withCString { Glibc.write(fd, $0, strlen($0)) }
+        guard written == text.utf8.count else { throw fail(.hostKeyUnknown, "cannot write \(path): \(String(cString: strerror(errno)))") }
     }
 
     // MARK: authentication
@@ -252,8 +297,11 @@ final class Connection: @unchecked Sendable {
         var tried: [String] = []
         let user = target.user
         if let sock = target.agentSocket {
+            // The agent gets half of the time left, so that a stalled one leaves time for the key files.
+            let budget = Self.milliseconds(until: deadline) / 2
+            sous_io_set_agent_deadline(io, Int64(budget))
             if try agentAuth(session: session, socket: sock, deadline: deadline) { return }
-            tried.append("ssh-agent (\(sock))")
+            tried.append(io.pointee.agent_timed_out != 0 ? "ssh-agent (\(sock)) did not answer within \(budget) ms" : "ssh-agent (\(sock))")
         }
         var encrypted: [String] = []
         for file in target.identityFiles {
@@ -272,14 +320,17 @@ final class Connection: @unchecked Sendable {
                        hint: "start an agent and load the key: eval \"$(ssh-agent)\" && ssh-add \(encrypted[0])")
         }
         throw fail(.authentication, "\(user) was refused; tried " + (tried + encrypted.map { "\($0) (encrypted)" }).joined(separator: ", ").ifEmpty("no keys (none found)"),
-                   hint: "put your public key in ~\(user)/.ssh/authorized_keys on the node, or set identity_file in the inventory")
+                   hint: io.pointee.agent_timed_out != 0
+                       ? "the ssh-agent did not answer: check it with `ssh-add -l`, or unset SSH_AUTH_SOCK and set identity_file in the inventory"
+                       : "put your public key in ~\(user)/.ssh/authorized_keys on the node, or set identity_file in the inventory")
     }
 
     private func agentAuth(session: OpaquePointer, socket: String, deadline: ContinuousClock.Instant) throws -> Bool {
         guard let agent = libssh2_agent_init(session) else { return false }
         libssh2_agent_set_identity_path(agent, socket)
         defer { libssh2_agent_disconnect(agent); libssh2_agent_free(agent) }
-        // Agent I/O is a local Unix socket; libssh2 does it in blocking calls even in non-blocking mode.
+        // libssh2 does agent I/O in blocking calls even in non-blocking mode; the session's I/O callbacks bound
+        // each one by the agent deadline (shim.h).
         guard libssh2_agent_connect(agent) == 0, libssh2_agent_list_identities(agent) == 0 else { return false }
         var prev: UnsafeMutablePointer<libssh2_agent_publickey>?
         var identity: UnsafeMutablePointer<libssh2_agent_publickey>?

@@ -117,23 +117,33 @@ extension Connection {
         let handle: OpaquePointer = try waitPointer(deadline, what: "creating \(temp)") {
             sous_sftp_open(sftp, temp, UInt(sous_sftp_open_flags_create()), 0o600)
         }
-        var offset = 0
-        try data.withUnsafeBytes { raw in
-            while offset < data.count {
-                let n = libssh2_sftp_write(handle, raw.baseAddress!.assumingMemoryBound(to: CChar.self) + offset, data.count - offset)
-                if n == Int(LIBSSH2_ERROR_EAGAIN) { try waitSocket(deadline, what: "uploading \(path)"); continue }
-                if n < 0 { throw fail(.uploadFailed, "writing \(temp) failed: \(lastError)") }
-                offset += n
+        var handleOpen = true
+        do {
+            var offset = 0
+            try data.withUnsafeBytes { raw in
+                while offset < data.count {
+                    let n = libssh2_sftp_write(handle, raw.baseAddress!.assumingMemoryBound(to: CChar.self) + offset, data.count - offset)
+                    if n == Int(LIBSSH2_ERROR_EAGAIN) { try waitSocket(deadline, what: "uploading \(path)"); continue }
+                    if n < 0 { throw fail(.uploadFailed, "writing \(temp) failed: \(lastError)") }
+                    offset += n
+                }
             }
+            handleOpen = false
+            try wait(deadline, what: "closing \(temp)") { libssh2_sftp_close_handle(handle) }
+            try wait(deadline, what: "setting the mode of \(temp)") { sous_sftp_setstat_mode(sftp, temp, UInt(mode)) }
+        } catch {
+            // Best effort, on a deadline of its own (the upload's may be what ran out): no partial file stays behind.
+            let cleanup = ContinuousClock.now + .seconds(5)
+            if handleOpen { _ = try? wait(cleanup, what: "closing \(temp)") { libssh2_sftp_close_handle(handle) } }
+            _ = try? wait(cleanup, what: "removing \(temp)") { sous_sftp_unlink(sftp, temp) }
+            throw error
         }
-        try wait(deadline, what: "closing \(temp)") { libssh2_sftp_close_handle(handle) }
-        try wait(deadline, what: "setting the mode of \(temp)") { sous_sftp_setstat_mode(sftp, temp, UInt(mode)) }
 
         let octal = String(mode, radix: 8)
         let place: RemoteCommand
         if sudo {
             let staged = "\(dir)/.\(name).sous-\(suffix)"
-            place = RemoteCommand(["sh", "-c", "mkdir -p -- \"$(dirname -- \"$3\")\" && install -m \(octal) -o root -g root -T \"$1\" \"$2\" && mv -f -- \"$2\" \"$3\"; rc=$?; rm -f -- \"$1\"; exit $rc",
+            place = RemoteCommand(["sh", "-c", "mkdir -p -- \"$(dirname -- \"$3\")\" && install -m \(octal) -o root -g root -T \"$1\" \"$2\" && mv -f -- \"$2\" \"$3\"; rc=$?; rm -f -- \"$1\" \"$2\"; exit $rc",
                                    "sous-upload", temp, staged, path], timeout: .seconds(30), sudo: true)
         } else {
             place = RemoteCommand(["mv", "-f", "--", temp, path], timeout: .seconds(30))

@@ -3,7 +3,7 @@ import SousKit
 /// A failure talking to one node, with what to do next.
 public struct SSHError: SousFailure, CustomStringConvertible {
     public enum Kind: String, Sendable {
-        case unreachable, connectTimeout, hostKeyUnknown, hostKeyChanged, authentication, encryptedKey
+        case unreachable, connectTimeout, hostKeyUnknown, hostKeyChanged, hostKeyRevoked, authentication, encryptedKey
         case sudoPassword, commandTimeout, sessionLost, uploadFailed
     }
     public var kind: Kind

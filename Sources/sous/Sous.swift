@@ -6,7 +6,6 @@ import Logging
 
 @main
 struct Sous: AsyncParsableCommand {
-    static let version = "0.1.0"
     static let configuration = CommandConfiguration(
         commandName: "sous",
         abstract: "Bring up, upgrade and keep honest a self-hosted vLLM cluster (two DGX Sparks, tensor parallel 2).",
@@ -26,7 +25,7 @@ struct Sous: AsyncParsableCommand {
 
         Exit codes: 0 ok · 1 a check failed or drift · 2 bad input or usage (nothing touched) · 3 a node could not be reached.
         """,
-        version: version,
+        version: "sous " + SousVersion.current,
         subcommands: [UpCommand.self, RollCommand.self, RollbackCommand.self, HistoryCommand.self, AuditCommand.self, HardenCommand.self, ClientCommand.self, RotateKeyCommand.self, WatchCommand.self, StatusCommand.self, DoctorCommand.self, FitCommand.self, InitCommand.self, CheckLinkCommand.self, ModelCommand.self, ValidateCommand.self, RenderCommand.self, PlanCommand.self, ExecCommand.self, SimCommand.self, RecipesCommand.self, ParsersCommand.self]
     )
 

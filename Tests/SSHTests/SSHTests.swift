@@ -95,7 +95,7 @@ import SousSim
         let empty = harness.dir + "/empty_known_hosts"
         let e = await sshError { _ = try await harness.transport(knownHosts: empty).connect(harness.node(0)) }
         #expect(e?.kind == .hostKeyUnknown)
-        let expected = try sh("ssh-keygen -lf \(harness.hostKeys[0]).pub | awk '{print $2}'").trimmingCharacters(in: .whitespacesAndNewlines)
+        let expected = try harness.fingerprint(harness.hostKeys[0])
         #expect(e?.detail.contains(expected) == true, "\(e?.detail ?? "")")
         #expect(e?.hint?.contains("--accept-new") == true)
         #expect(!FileManager.default.fileExists(atPath: empty), "refusing must not write known_hosts")
@@ -125,14 +125,8 @@ import SousSim
     /// An IPv6 node on a port other than 22: the address family comes from getaddrinfo, the known_hosts name is `[::1]:PORT`.
     @Test func anIPv6NodeOnAnotherPort() async throws {
         let port = Int.random(in: 20000...40000)
-        let cfg = harness.config(index: 90, address: "[::1]:\(port)", hostKey: harness.hostKeys[0])
-        try cfg.write(toFile: harness.dir + "/sshd-v6.conf", atomically: true, encoding: .utf8)
-        let pid = try Local.spawn("/usr/sbin/sshd", ["-f", harness.dir + "/sshd-v6.conf", "-D", "-E", harness.dir + "/sshd-v6.log"])
-        defer { kill(pid, SIGTERM); SSHDHarness.waitGone(pid) }
-        for _ in 0..<300 {
-            if (try? sh("exec 3<>/dev/tcp/::1/\(port)")) != nil { break }
-            usleep(10_000)
-        }
+        let pid = try harness.startExtraSSHD(host: "::1", port: port, hostKey: harness.hostKeys[0])
+        defer { harness.stopExtra(pid) }
         var node = harness.node(0)
         node.host = "::1"
         node.port = port
@@ -194,6 +188,75 @@ import SousSim
         let conn = Connection(target: target)
         try conn.open()
         #expect(try conn.exec(RemoteCommand(["echo", "via-agent"], timeout: nil)).stdoutText == "via-agent\n")
+    }
+
+    /// An ssh-agent socket that accepts and never answers (say, a forwarded agent whose connection died). The
+    /// agent gets half of the connect timeout, then the key files are tried; with none, the error names the agent.
+    /// Before, libssh2's blocking agent I/O hung the connect for good.
+    @Test func aStalledAgentDoesNotHangTheConnect() async throws {
+        let agent = try SilentListener(unixPath: harness.dir + "/stalled-agent.sock")
+        defer { agent.close() }
+        var target = harness.transport(timeout: .seconds(4)).target(for: harness.node(0))
+        target.agentSocket = agent.path
+        let clock = ContinuousClock()
+
+        var start = clock.now
+        let withKey = openWithin(.seconds(10), Connection(target: target))
+        #expect(withKey != nil, "the connect hung on the agent")
+        if case .failure(let e)? = withKey { Issue.record("with the client key: \(e)") }
+        #expect(clock.now - start < .seconds(4))
+
+        target.identityFiles = []
+        start = clock.now
+        let alone = openWithin(.seconds(10), Connection(target: target))
+        #expect(alone != nil, "the connect hung on the agent")
+        if case .failure(let error)? = alone, let e = error as? SSHError {
+            #expect(e.kind == .authentication)
+            #expect(e.exitCode == .unreachable)
+            #expect(e.detail.contains("ssh-agent (\(agent.path!)) did not answer"), "\(e.detail)")
+            #expect(e.hint?.contains("ssh-add -l") == true)
+        } else {
+            Issue.record("expected an authentication error, got \(String(describing: alone))")
+        }
+        let elapsed = clock.now - start
+        #expect(elapsed >= .milliseconds(1800) && elapsed < .seconds(4), "the agent's half of the 4 s, and no more: \(elapsed)")
+    }
+
+    /// A port that accepts TCP and then says nothing (a hung sshd, or no SSH server at all) is unreachable
+    /// (exit 3) once the connect timeout has passed. Before, the handshake's timeout was a command timeout (exit 1).
+    @Test func aSilentServerIsUnreachableWithinTheTimeout() async throws {
+        let silent = try SilentListener()
+        defer { silent.close() }
+        var node = harness.node(0)
+        node.host = "127.0.0.1"
+        node.port = silent.port
+        let connection = Connection(target: harness.transport(timeout: .milliseconds(1500)).target(for: node))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = openWithin(.seconds(10), connection)
+        let elapsed = clock.now - start
+        if case .failure(let error)? = result, let e = error as? SSHError {
+            #expect(e.kind == .connectTimeout, "\(e.kind): \(e.detail)")
+            #expect(e.exitCode == .unreachable)
+            #expect(e.detail.contains("SSH handshake"), "\(e.detail)")
+            #expect(e.detail.contains("127.0.0.1:\(silent.port)"), "\(e.detail)")
+        } else {
+            Issue.record("expected a connect timeout, got \(String(describing: result))")
+        }
+        #expect(elapsed >= .milliseconds(1400) && elapsed < .seconds(3), "\(elapsed)")
+    }
+
+    /// An upload that fails half-way (the node's disk is full: a 64 KiB tmpfs) leaves no temporary file behind.
+    @Test func aFailedUploadLeavesNoTemporaryFile() async throws {
+        let full = harness.dir + "/tiny"
+        try sh("mkdir -p \(full) && mount -t tmpfs -o size=64k,mode=1777 sous-tiny \(full)")
+        defer { _ = try? sh("umount -l \(full)") }   // lazy: the node's sftp-server may still be exiting
+        let s = try await session()
+        let e = await sshError { try await s.upload(Data(count: 1 << 20), to: "\(full)/big.bin", mode: 0o644, sudo: false) }
+        #expect(e?.kind == .uploadFailed, "\(e?.detail ?? "no error")")
+        #expect(e?.detail.contains("\(full)/.big.bin.sous-") == true, "\(e?.detail ?? "")")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: full) == [])
+        await s.close()
     }
 
     @Test func sudoWithoutPasswordAndTheClearErrorWhenItWantsOne() async throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SousSim
+import SousKit
 
 func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) {
     let r = try run(sousBinary, args, cwd: repoRoot)
@@ -78,7 +79,10 @@ func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) 
     }
 
     @Test func versionAndHelp() throws {
-        #expect(try sous(["--version"]).out == "0.1.0\n")
+        // The version, the commit this tree is at, and whether it has uncommitted changes, as git says.
+        let commit = try sh("git -C \(repoRoot) rev-parse --short=12 HEAD").trimmingCharacters(in: .whitespacesAndNewlines)
+        let dirty = !(try sh("git -C \(repoRoot) status --porcelain --untracked-files=no")).isEmpty
+        #expect(try sous(["--version"]).out == "sous \(SousVersion.number) (\(commit)\(dirty ? ", dirty tree" : ""))\n")
         let help = try sous(["render", "--help"])
         #expect(help.status == 0)
         #expect(help.out.contains("--format"))

@@ -138,7 +138,11 @@ struct TaggedEntry<T: Encodable>: Encodable {
     }
 }
 
-/// The version of this sous, for the journal.
+/// What this sous is: its version, the git commit it was built from, and whether that tree had uncommitted
+/// changes (from the BuildInfo plugin). `sous --version` prints it; every journal entry records it.
 public enum SousVersion {
-    public static let current = "0.5.0-dev"
+    public static let number = "0.5.0"
+    public static let commit = buildCommit
+    public static let dirty = buildDirty
+    public static var current: String { "\(number) (\(commit)\(dirty ? ", dirty tree" : ""))" }
 }
