@@ -186,14 +186,14 @@ final class Connection: @unchecked Sendable {
     }
 
     /// Polls the socket for what libssh2 is blocked on, up to the deadline; sends keepalives on long waits.
-    func waitSocket(_ deadline: ContinuousClock.Instant?, what: String) throws {
+    func waitSocket(_ deadline: ContinuousClock.Instant?, what: String, atMost: Int? = nil) throws {
         guard let session else { return }
         let dirs = libssh2_session_block_directions(session)
         var events: Int16 = 0
         if dirs & LIBSSH2_SESSION_BLOCK_INBOUND != 0 { events |= Int16(POLLIN) }
         if dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
         if events == 0 { events = Int16(POLLIN) }
-        var timeout = Int(keepaliveInterval) * 1000
+        var timeout = min(Int(keepaliveInterval) * 1000, atMost ?? .max)
         if let deadline {
             let left = Self.milliseconds(until: deadline)
             if left == 0 { throw fail(.commandTimeout, "\(what) did not finish in time") }

@@ -71,7 +71,12 @@ extension Connection {
             }
             if libssh2_channel_eof(channel) != 0 { break }
             if !progressed {
-                do { try waitSocket(deadline, what: "`\(command.argv.joined(separator: " "))`") } catch let e as SSHError where e.kind == .commandTimeout {
+                if let stop = command.stopsOn {
+                    // Freeing the channel (the defer above) closes it; the node finishes or fails the command alone.
+                    try stop.check(command.argv.first ?? "command", node: target.name,
+                                   state: "stopped waiting for `\(command.argv.prefix(3).joined(separator: " "))`, which changes nothing half-way; nothing else was changed")
+                }
+                do { try waitSocket(deadline, what: "`\(command.argv.joined(separator: " "))`", atMost: command.stopsOn == nil ? nil : 200) } catch let e as SSHError where e.kind == .commandTimeout {
                     throw fail(.commandTimeout, "`\(command.argv.joined(separator: " "))` ran longer than \(command.timeout!) and was ended")
                 }
             }

@@ -35,7 +35,8 @@ struct FitCommand: AsyncParsableCommand {
             ckpt = try await ssh.transport(for: d.inventory).with(d.inventory.head) { try await Checkpoint.read($0, repo: HFRepo(d, node: d.inventory.head)) }
         }
         guard let input = ckpt.fit else {
-            throw UsageError("the checkpoint \(d.recipe.model) on \(checkpoint ?? d.inventory.head.name) has no config.json and model.safetensors.index.json" + (ckpt.problems.isEmpty ? "" : " (\(ckpt.problems.joined(separator: "; ")))"),
+            let why = ckpt.problems.isEmpty ? "has no config.json and model.safetensors.index.json" : "cannot be sized: " + ckpt.problems.joined(separator: "; ")
+            throw UsageError("the checkpoint \(d.recipe.model) on \(checkpoint ?? d.inventory.head.name) \(why)",
                              hint: checkpoint == nil ? "sous model --recipe \(d.recipe.file) --inventory \(d.inventory.file) --fetch, or pass --checkpoint DIR" : nil)
         }
         let r = Fit.compute(input, tp: d.recipe.tensorParallelSize, engine: d.engine, profile: d.inventory.profile)

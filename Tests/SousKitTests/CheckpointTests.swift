@@ -86,6 +86,46 @@ import Testing
         #expect(!Checkpoint.parse(output(files: files, headers: headers + ["X - config.json"]), repo: repo).verified)
     }
 
+    /// Untrusted metadata (from the Hub or a node's cache) with sizes no model has: reported naming the file and
+    /// the key, never a crash. Before, `head_dim: 4e18` and a shard offset near Int.max trapped (exit 132).
+    @Test func implausibleMetadataIsAProblemNotACrash() {
+        let files = ["F f 24 config.json", "F f 10 tokenizer.json", "F f 120 model.safetensors.index.json",
+                     "F f 1088 model-00001-of-00002.safetensors", "F f 1088 model-00002-of-00002.safetensors"]
+        let headers = ["H 80 1000 model-00001-of-00002.safetensors", "H 80 1000 model-00002-of-00002.safetensors"]
+        func status(config: String = #"{"torch_dtype": "bfloat16"}"#, index: String? = nil, files: [String]? = nil, headers: [String]? = nil, mem: String = "131072000") -> CheckpointStatus {
+            let out = "M \(mem)\nR 0123abcd\n" + ((files ?? []) + (headers ?? [])).joined(separator: "\n") + "\n\u{1e}\n\(config)\n\u{1e}\n\(index ?? self.index)\n\u{1e}\n\n"
+            return Checkpoint.parse(out, repo: repo)
+        }
+        let headDim = status(config: #"{"num_hidden_layers": 4, "head_dim": 4e18}"#, files: files, headers: headers)
+        #expect(headDim.state == .incomplete && headDim.fit == nil)
+        #expect(headDim.problems == ["config.json has an implausible head_dim: 4e+18 (a whole number 0…16777216 is expected)"])
+        let nested = status(config: #"{"text_config": {"num_key_value_heads": -8}}"#, files: files, headers: headers)
+        #expect(nested.problems == ["config.json has an implausible text_config.num_key_value_heads: -8 (a whole number 0…16777216 is expected)"])
+        let negative = status(index: #"{"metadata": {"total_size": -9223372036854775808}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#,
+                              files: files, headers: headers)
+        #expect(negative.problems == ["model.safetensors.index.json has an implausible metadata.total_size: -9223372036854775808 (a whole number 0…1125899906842624 is expected)"])
+        let mamba = status(config: #"{"hybrid_override_pattern": "M*", "mamba_num_heads": 1e15, "mamba_head_dim": 64}"#, files: files, headers: headers)
+        #expect(mamba.problems == ["config.json has an implausible mamba_num_heads: 1000000000000000.0 (a whole number 0…16777216 is expected)"])
+        // A shard header whose data end is near Int.max: 8 + length + end overflowed.
+        let offsets = status(files: files, headers: ["H 80 1000 model-00001-of-00002.safetensors", "H 16 9223372036854775800 model-00002-of-00002.safetensors"])
+        #expect(offsets.problems == ["model-00002-of-00002.safetensors has an implausible safetensors header (header length 16, data end 9223372036854775800)"])
+        #expect(offsets.broken == ["model-00002-of-00002.safetensors"])
+        // File sizes that add up past Int.max, and a MemTotal that overflows once in bytes.
+        let sizes = status(files: files + ["F f 9223372036854775807 a.bin", "F f 9223372036854775807 b.bin"], headers: headers, mem: "9223372036854775807")
+        #expect(sizes.problems == ["the snapshot's file sizes add up past 9223372036854775807 bytes (implausible)"] && sizes.memTotal == 0)
+    }
+
+    @Test func aLocalCheckpointWithImplausibleSizesSaysWhich() throws {
+        let dir = NSTemporaryDirectory() + "sous-local-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try #"{"num_hidden_layers": 4, "head_dim": 4e18}"#.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        try #"{"metadata": {"total_size": 1000}}"#.write(toFile: dir + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
+        let s = try Checkpoint.local(dir, memTotal: 1 << 37)
+        #expect(s.state == .incomplete && s.fit == nil)
+        #expect(s.problems == ["config.json has an implausible head_dim: 4e+18 (a whole number 0…16777216 is expected)"])
+    }
+
     /// The remote script against a real directory: a snapshot made of links into blobs/, one shard truncated.
     @Test func theStatusScriptReadsARealCache() throws {
         let root = NSTemporaryDirectory() + "sous-ckpt-\(UUID().uuidString.prefix(8))"

@@ -41,7 +41,7 @@ final class FakeCluster: @unchecked Sendable {
         for c in commands {
             ranks[c.node.name] = Rank(running: true, image: inv.image, serveArgv: c.serveArgv)
             pulled[c.node.name, default: []].insert(inv.image)
-            transport[c.node.name].files[NodePaths.envFile] = Data(c.envFileText(secret: Self.key).utf8)
+            transport[c.node.name].files[NodePaths.envFile] = Data(try c.envFile(secret: Self.key).utf8)
         }
     }
 

@@ -71,6 +71,40 @@ import SousTestSupport
         #expect(Fit.clientMessage(r, clientContext: r.kv_tokens + 1) != nil)
     }
 
+    /// Sizes no model has: the files are refused naming the key; a hand-made input whose products overflow gives
+    /// a "does not fit" report saying so. Before, each of these trapped on arithmetic overflow (exit 132).
+    @Test func implausibleSizesNeverTrap() throws {
+        let index = #"{"metadata": {"total_size": 1000}}"#
+        #expect(throws: FitInput.Implausible.self) { try FitInput(configJSON: #"{"head_dim": 4e18}"#, indexJSON: index, totalMemory: 128 * GiB) }
+        do { _ = try FitInput(configJSON: #"{"head_dim": 4e18}"#, indexJSON: index, totalMemory: 128 * GiB) } catch {
+            #expect("\((error as? SousFailure)?.message ?? "")" == "config.json has an implausible head_dim: 4e+18 (a whole number 0…16777216 is expected)")
+        }
+        #expect(throws: FitInput.Implausible.self) { try FitInput(configJSON: "{}", indexJSON: #"{"metadata": {"total_size": -1}}"#, totalMemory: 0) }
+        #expect(throws: FitInput.Implausible.self) { try FitInput(configJSON: "{}", indexJSON: #"{"metadata": {"total_size": 1e300}}"#, totalMemory: 0) }
+        #expect(throws: FitInput.Implausible.self) { try FitInput(configJSON: #"{"ssm_state_size": "128"}"#, indexJSON: index, totalMemory: 0) }
+        // Nulls are absent keys, as before.
+        #expect(try FitInput(configJSON: #"{"head_dim": null, "num_hidden_layers": 2}"#, indexJSON: index, totalMemory: GiB).weightBytes == 1000)
+
+        let e = engine(gmu: 0.5, maxLen: 4096)
+        // Every size plausible alone, the Mamba state per sequence past Int.max.
+        let mamba = FitInput(config: ["num_hidden_layers": 2, "hybrid_override_pattern": "M*", "mamba_num_heads": 1 << 24,
+                                      "mamba_head_dim": 1 << 24, "ssm_state_size": 1 << 24], weightBytes: GiB, totalMemory: 32 * GiB)
+        let r = Fit.compute(mamba, tp: 2, engine: e, profile: nil)
+        #expect(r.verdict == .doesNotFit && r.messages == ["cannot size the checkpoint: the Mamba state per sequence overflows: the checkpoint's sizes are implausible"])
+        // Hand-made inputs: an implausible size, negative weights, max_num_seqs at Int.max with a Mamba state.
+        let huge = FitInput(config: ["num_hidden_layers": 4, "head_dim": Int.max], weightBytes: GiB, totalMemory: 32 * GiB)
+        #expect(Fit.compute(huge, tp: 2, engine: e, profile: nil).messages == ["cannot size the checkpoint: config.json has an implausible head_dim: 9223372036854775807 (a whole number 0…16777216 is expected)"])
+        let negative = FitInput(config: ["num_hidden_layers": 4], weightBytes: Int.min, totalMemory: 32 * GiB)
+        #expect(Fit.compute(negative, tp: 2, engine: e, profile: nil).verdict == .doesNotFit)
+        let seqs = engine(gmu: 0.5, maxLen: 4096, extra: [("max-num-seqs", .value("\(Int.max)"))])
+        let state = FitInput(config: ["hybrid_override_pattern": "M*", "mamba_num_heads": 8, "mamba_head_dim": 64, "ssm_state_size": 128],
+                             weightBytes: GiB, totalMemory: 32 * GiB)
+        #expect(Fit.compute(state, tp: 2, engine: seqs, profile: nil).messages == ["cannot size the checkpoint: the Mamba state of 9223372036854775807 sequences overflows: the checkpoint's sizes are implausible"])
+        // A memory fraction outside 0…1 set by code, and a total memory of Int.max.
+        #expect(Fit.compute(state, tp: 2, engine: engine(gmu: 4, maxLen: 4096), profile: nil).verdict == .doesNotFit)
+        #expect(Fit.compute(FitInput(config: [:], weightBytes: 0, totalMemory: Int.max), tp: 1, engine: engine(gmu: 0.99, maxLen: 1), profile: nil).verdict == .doesNotFit)
+    }
+
     /// The shipped recipes on two Sparks, with the architecture and size of their checkpoints as the simulated
     /// hub carries them (figures from the model cards, not read from the hub: see SimHub).
     @Test(arguments: [

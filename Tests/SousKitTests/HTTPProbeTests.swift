@@ -37,26 +37,28 @@ import Testing
         }
     }
 
-    // 1. A hard deadline: a trickle of one byte every 200 ms used to keep an idle timeout of 1 s happy for 8 s.
+    // 1. A hard deadline: a trickle of one byte every 200 ms used to keep an idle timeout of 1 s happy for the whole
+    // minute it lasts. The bounds below are hang guards, far from the trickle's length and loose for a loaded machine;
+    // the deadline itself is asserted by the error's text.
 
     @Test(arguments: cases) func aTrickleFailsAtTheDeadline(_ c: Case) async throws {
-        let server = try LoopbackHTTPServer(host: c.host) { _ in .trickle(every: .milliseconds(200), bytes: 40) }
+        let server = try LoopbackHTTPServer(host: c.host) { _ in .trickle(every: .milliseconds(200), bytes: 300) }
         defer { server.stop() }
         let url = server.baseURL + "/v1/models"
         let (e, took) = await failure { try await c.probe().get(url, bearer: Self.key, timeout: .seconds(1)) }
         #expect(e?.kind == .timedOut)
         #expect(e?.description == "GET \(url): timed out after 1 s (the whole request, answer included)")
-        #expect(took < .seconds(3), "took \(took)")
+        #expect(took < .seconds(20), "took \(took)")
 
         let start = ContinuousClock.now
         let results = await Validator(probe: c.probe(), baseURL: server.baseURL + "/v1", model: "x", key: Self.key, timeout: .milliseconds(500)).run()
         #expect(results.map(\.name) == ["model list"])
         #expect(results.first?.detail == "GET \(url): timed out after 0.5 s (the whole request, answer included)")
-        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(ContinuousClock.now - start < .seconds(15))
     }
 
     @Test(arguments: ["127.0.0.1", "::1"]) func watchCountsATricklingHealthAsAFailure(_ host: String) async throws {
-        let server = try LoopbackHTTPServer(host: host) { _ in .trickle(every: .milliseconds(200), bytes: 40) }
+        let server = try LoopbackHTTPServer(host: host) { _ in .trickle(every: .milliseconds(200), bytes: 300) }
         defer { server.stop() }
         let port = try #require(Int(server.baseURL.split(separator: ":").last ?? ""))
         let dog = Watchdog(probe: URLSessionProbe(), host: host, port: port, model: "x", key: Self.key, interval: .milliseconds(100), failures: 1,
@@ -64,11 +66,11 @@ import Testing
         let start = ContinuousClock.now
         let problem = await dog.check()
         #expect(problem == "/health failed: GET \(server.baseURL)/health: timed out after 1 s (the whole request, answer included)")
-        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(ContinuousClock.now - start < .seconds(20))
 
         // /health answers, the completion trickles: a wedged engine, within the probe timeout too.
         let wedged = try LoopbackHTTPServer(host: host) { r in
-            r.path == "/health" ? .answer(status: 200, body: Data()) : .trickle(every: .milliseconds(200), bytes: 40)
+            r.path == "/health" ? .answer(status: 200, body: Data()) : .trickle(every: .milliseconds(200), bytes: 300)
         }
         defer { wedged.stop() }
         let wedgedPort = try #require(Int(wedged.baseURL.split(separator: ":").last ?? ""))
@@ -76,7 +78,7 @@ import Testing
         dog2.baseURL = Endpoint.baseURL(host: host, port: wedgedPort)
         let start2 = ContinuousClock.now
         #expect(await dog2.check() == "no completion within 1.0 seconds (/health is 200: a wedged engine)")
-        #expect(ContinuousClock.now - start2 < .seconds(3))
+        #expect(ContinuousClock.now - start2 < .seconds(20))
     }
 
     @Test func aCancelledRequestStopsAtOnce() async throws {
@@ -87,7 +89,7 @@ import Testing
         try await Task.sleep(for: .milliseconds(200))
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
-        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(ContinuousClock.now - start < .seconds(15))
     }
 
     // 2. A cap on the body: an endless answer used to be read into memory without end.
@@ -99,7 +101,7 @@ import Testing
         let (e, took) = await failure { try await c.probe().post(url, json: Data("{}".utf8), bearer: Self.key, timeout: .seconds(20)) }
         #expect(e?.kind == .tooLarge)
         #expect(e?.description == "POST \(url): the answer is larger than 1 MiB, the most sous reads from an endpoint; stopped reading")
-        #expect(took < .seconds(5), "took \(took)")
+        #expect(took < .seconds(15), "took \(took)")
     }
 
     @Test(arguments: cases) func theCapIsAParameterAndHoldsForEveryFraming(_ c: Case) async throws {
@@ -121,9 +123,9 @@ import Testing
         }
         // A declared length over the cap fails at once, without waiting for the body.
         let url = server.baseURL + "/declared/\(10 << 30)"
-        let (e, took) = await failure { try await probe.get(url, bearer: nil, timeout: .seconds(5)) }
+        let (e, took) = await failure { try await probe.get(url, bearer: nil, timeout: .seconds(60)) }
         #expect(e?.kind == .tooLarge)
-        #expect(took < .seconds(2))
+        #expect(took < .seconds(15))
     }
 
     // 3. Redirects are refused: a 302 to another port or host used to receive the Authorization header.

@@ -71,8 +71,8 @@ import Testing
         #expect(nodes[0].env.last!.name == "VLLM_API_KEY")
         #expect(nodes[0].env.last!.value == .secret(fromLocalEnv: "VLLM_API_KEY"))
         #expect(!nodes[1].env.contains { $0.name == "VLLM_API_KEY" })
-        #expect(nodes[0].envFileText().hasSuffix("VLLM_API_KEY=[REDACTED]\n"))
-        #expect(nodes[0].envFileText(secret: Secret("s3cret")).hasSuffix("VLLM_API_KEY=s3cret\n"))
+        #expect(try nodes[0].envFile().hasSuffix("VLLM_API_KEY=[REDACTED]\n"))
+        #expect(try nodes[0].envFile(secret: Secret("s3cret")).hasSuffix("VLLM_API_KEY=s3cret\n"))
         for n in nodes {
             #expect(!n.dockerArgv.joined().contains("API_KEY"))
             #expect(!n.env.contains { $0.name == "NCCL_IB_GID_INDEX" })
@@ -111,6 +111,55 @@ import Testing
         #expect(!head.contains("--nnodes"))
         #expect(worker.hasSuffix("--entrypoint ray vllm/vllm-openai:v0.24.0 start --block --address 192.168.100.10:6379 --node-ip-address 192.168.100.11"))
         #expect(nodes[1].env.contains { $0.name == "RAY_memory_monitor_refresh_ms" })
+    }
+
+    /// The one env-file writer: Docker reads `NAME=VALUE` lines literally, so a line break in a value is another
+    /// variable. A name must be an identifier; a secret's value is never shown in the error.
+    @Test func theEnvFileWriterRefusesWhatOneLineCannotCarry() throws {
+        #expect(try EnvFile.line("A", #"x=y 'q' "d" $(id) `id` ; #"#) == #"A=x=y 'q' "d" $(id) `id` ; #"#)
+        for value in ["a\nLD_PRELOAD=/tmp/x.so", "a\rb", "a\u{0}b", "\n"] {
+            #expect(throws: ShellQuote.Unrepresentable.self) { try EnvFile.line("A", value) }
+        }
+        for name in ["", "1A", "A B", "A\nB", "A=B", "-A", "É"] {
+            #expect(throws: ShellQuote.Unrepresentable.self) { try EnvFile.line(name, "x") }
+        }
+        do {
+            _ = try EnvFile.line("VLLM_API_KEY", "s3cret\nLD_PRELOAD=/tmp/x.so", secret: true)
+            Issue.record("a secret with a line break was written")
+        } catch {
+            #expect(error.message == #"the value of VLLM_API_KEY holds U+000A: a Docker env file line cannot carry a line break or a NUL: "[REDACTED]""#)
+        }
+    }
+
+    /// Values changed after validation (as code can) still cannot add a line to vllm.env: the render stops.
+    /// Before, only a NUL stopped it, and the heredoc wrote `LD_PRELOAD=…` as a line of its own.
+    @Test func aLineBreakInAnyEnvValueStopsTheRender() throws {
+        var d = try deployment()
+        d.inventory.nodes[1].interconnectIP = "1:2\nLD_PRELOAD=/tmp/x.so"
+        #expect(throws: ShellQuote.Unrepresentable.self) { try Renderer(d).nodes() }
+        d = try deployment()
+        d.engine.env.append((name: "X", value: "a\rLD_PRELOAD=/tmp/x.so"))
+        #expect(throws: ShellQuote.Unrepresentable.self) { try Renderer(d).nodes() }
+        d = try deployment()
+        d.inventory.interface = "eth0\nLD_PRELOAD=/tmp/x.so"
+        #expect(throws: ShellQuote.Unrepresentable.self) { try Renderer(d).nodes() }
+    }
+
+    /// The text uploaded over SFTP comes from the same writer: a key holding a line break is refused.
+    @Test func theUploadedEnvFileIsCheckedToo() throws {
+        let nodes = try Renderer(try deployment()).nodes()
+        #expect(try nodes[0].envFile(secret: Secret("s3cret")).hasSuffix("\nHF_HUB_OFFLINE=1\nVLLM_API_KEY=s3cret\n"))
+        #expect(throws: ShellQuote.Unrepresentable.self) { try nodes[0].envFile(secret: Secret("s3cret\nLD_PRELOAD=/tmp/x.so")) }
+        #expect(!(try nodes[1].envFile(secret: Secret("s3cret\nx"))).contains("s3cret"), "workers never get the key")
+    }
+
+    /// Comments echo names and addresses: a control character (set by code, past validation) stays escaped.
+    @Test func commentsCannotBreakOutOfTheirLine() throws {
+        var d = try deployment()
+        d.inventory.nodes[0].name = "a\nrm -rf ~"
+        let text = try RenderReport.shell(d, nodes: Renderer(d).nodes())
+        #expect(text.contains("# ── a\\u{A}rm -rf ~ · head"))
+        #expect(!text.contains("\nrm -rf"))
     }
 
     @Test func nulInAValueIsRejectedBeforeRendering() throws {

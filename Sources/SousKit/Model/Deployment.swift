@@ -16,12 +16,16 @@ public struct Deployment: Sendable {
         return try make(recipe: recipe, inventory: inventory, issues: issues)
     }
 
-    /// The same recipe on the same nodes with another image (the vLLM version read from its tag), validated again.
+    /// The same recipe on the same nodes with another image (the vLLM version read from its tag), validated again:
+    /// the reference as the inventory's `image` is checked (its issues named `--image`), then the pair.
     public static func make(recipe: Recipe, inventory: Inventory, image: String) throws(ConfigErrors) -> Deployment {
+        let sink = IssueSink(file: "--image")
+        InventoryReader.checkImage(image, at: nil, sink: sink)
+        if sink.hasErrors { throw ConfigErrors(sink.issues) }
         var inv = inventory
         inv.image = image
         inv.vllmVersion = VLLMVersion.fromImage(image) ?? inventory.vllmVersion
-        return try make(recipe: recipe, inventory: inv)
+        return try make(recipe: recipe, inventory: inv, issues: sink.issues)
     }
 
     public static func make(recipe: Recipe, inventory: Inventory, issues: [ConfigIssue] = []) throws(ConfigErrors) -> Deployment {
@@ -53,7 +57,7 @@ public struct Deployment: Sendable {
                     hint: "bump `image` in \(inventory.file)")
             }
             if inventory.launcher == .mp, inventory.nodes.count > 1, v < VLLMVersion(0, 11, 1) {
-                issues.append(ConfigIssue(file: inventory.file, location: nil, keyPath: "launcher",
+                issues.append(ConfigIssue(file: inventory.file, location: inventory.locations["launcher"] ?? inventory.locations["image"], keyPath: "launcher",
                                           problem: "vLLM \(v) cannot run the mp launcher across nodes (it arrived in 0.11.1)",
                                           hint: "set `launcher: ray`, or use a newer image"))
             }

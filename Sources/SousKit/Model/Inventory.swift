@@ -57,6 +57,8 @@ public struct Inventory: Sendable {
     public var knownHosts: String?
     public var shmSize: String
     public var nodes: [NodeSpec]
+    /// Where each setting was written (keyed by its key), for errors found with the recipe.
+    public var locations: [String: SourceLocation] = [:]
 
     public var head: NodeSpec { nodes.first { $0.role == .head }! }
     /// Ranks: the head is 0, workers follow in file order.
@@ -80,6 +82,15 @@ public enum InventoryReader {
                               "interconnect", "hf_cache", "known_hosts", "shm_size"]
     static let nodeKeys = ["name", "host", "port", "user", "identity_file", "interconnect_ip", "role"]
     static let interconnectKeys = ["interface", "master_port", "nccl_ib_hca"]
+    /// More nodes than any tensor-parallel group sous renders; a file with more is refused before its nodes are read.
+    public static let maxNodes = 1024
+
+    /// A node as read, with where its name and addresses were written (for errors about two nodes).
+    struct ReadNode {
+        var spec: NodeSpec
+        var path: String
+        var name: YValue?, host: YValue?, ip: YValue?
+    }
 
     /// Loads a file; `directory` resolves a relative path without changing how the file is named in messages.
     public static func load(path: String, relativeTo directory: String? = nil) throws(ConfigErrors) -> (Inventory, [ConfigIssue]) {
@@ -101,12 +112,16 @@ public enum InventoryReader {
         }
         guard let map = root.mapping(allowed: settingKeys + ["nodes"]) else { throw ConfigErrors(sink.issues) }
         var nodeValues: [(YMap, Int)] = []
-        if let list = map.required("nodes", what: "the machines, head first")?.sequence() {
+        if let nodesValue = map.required("nodes", what: "the machines, head first"), let list = nodesValue.sequence() {
+            guard list.count <= maxNodes else {
+                sink.error(nodesValue.node, "nodes", "\(list.count) nodes: sous renders at most \(maxNodes)", hint: "one inventory per cluster")
+                throw ConfigErrors(sink.issues)
+            }
             for (i, item) in list.enumerated() {
                 if let m = item.mapping(allowed: nodeKeys) { nodeValues.append((m, i)) }
             }
         }
-        let nodes = nodeValues.compactMap { readNode($0.0, index: $0.1, names: nodeKeys, sink: sink) }
+        let nodes = nodeValues.compactMap { readNode($0.0, index: $0.1, sink: sink) }
         return try finish(settings: map, nodes: nodes, nodeCount: nodeValues.count, file: file, sink: sink)
     }
 
@@ -118,12 +133,21 @@ public enum InventoryReader {
 
     /// An Ansible YAML inventory: `all:` with `vars:`, `hosts:` and `children:`; sous settings are group vars,
     /// node facts are host vars. Other variables belong to other playbooks and are left alone.
+    ///
+    /// Groups are walked once each: YAML aliases can make one group the child of many (a kilobyte of `children:
+    /// *a` lines names billions of paths), and a group already walked adds nothing. A host listed in several
+    /// groups is the first one's.
     static func parseAnsible(_ root: YValue, file: String, sink: IssueSink) throws(ConfigErrors) -> (Inventory, [ConfigIssue]) {
         var settings: [(String, YValue, Node)] = []
         var hosts: [(name: String, keyNode: Node, vars: [(String, YValue, Node)])] = []
+        var hostNames = Set<String>()
+        /// Walked groups by where they are written: an alias composes to a copy of its anchor's node, mark and all.
+        var walked = Set<String>()
+        var tooMany = false
 
         func walk(_ group: YValue) {
-            guard let g = group.mapping(allowed: ["vars", "hosts", "children"]) else { return }
+            if let mark = group.node.mark, !walked.insert("\(mark.line):\(mark.column)").inserted { return }
+            guard !tooMany, let g = group.mapping(allowed: ["vars", "hosts", "children"]) else { return }
             if let vars = g["vars"]?.mapping(allowed: nil) {
                 for e in vars.entries {
                     if settingKeys.contains(e.key) {
@@ -135,7 +159,13 @@ public enum InventoryReader {
                 }
             }
             if let hs = g["hosts"]?.mapping(allowed: nil) {
-                for e in hs.entries where !hosts.contains(where: { $0.name == e.key }) {
+                for e in hs.entries where !hostNames.contains(e.key) {
+                    guard hosts.count < maxNodes else {
+                        sink.error(e.keyNode, e.value.path, "more than \(maxNodes) hosts: sous renders at most \(maxNodes) nodes", hint: "one inventory per cluster")
+                        tooMany = true
+                        return
+                    }
+                    hostNames.insert(e.key)
                     var vars: [(String, YValue, Node)] = []
                     if !e.value.isNull, let hv = e.value.mapping(allowed: nil) {
                         vars = hv.entries.map { ($0.key, $0.value, $0.keyNode) }
@@ -149,8 +179,9 @@ public enum InventoryReader {
         }
         guard let top = root.mapping(allowed: nil), let all = top["all"] else { throw ConfigErrors(sink.issues) }
         walk(all)
+        if tooMany { throw ConfigErrors(sink.issues) }
 
-        var nodes: [NodeSpec] = []
+        var nodes: [ReadNode] = []
         for (i, h) in hosts.enumerated() {
             var entries: [(key: String, value: YValue, keyNode: Node)] = [("name", YValue(node: h.keyNode, path: "hosts.\(h.name)", sink: sink), h.keyNode)]
             for (k, v, kn) in h.vars {
@@ -161,31 +192,33 @@ public enum InventoryReader {
                 entries.append(("host", YValue(node: h.keyNode, path: "hosts.\(h.name)", sink: sink), h.keyNode))
             }
             let m = YMap(node: h.keyNode, path: "all.hosts.\(h.name)", sink: sink, entries: entries)
-            if let n = readNode(m, index: i, names: nodeKeys, sink: sink, defaultUser: nil) { nodes.append(n) }
+            if let n = readNode(m, index: i, sink: sink) { nodes.append(n) }
         }
         let settingsMap = YMap(node: all.node, path: "all.vars", sink: sink, entries: settings.map { ($0.0, $0.1, $0.2) })
         return try finish(settings: settingsMap, nodes: nodes, nodeCount: hosts.count, file: file, sink: sink)
     }
 
-    static func readNode(_ m: YMap, index: Int, names: [String], sink: IssueSink, defaultUser: String? = nil) -> NodeSpec? {
+    static func readNode(_ m: YMap, index: Int, sink: IssueSink) -> ReadNode? {
         let name = m.required("name")?.string()
-        if let name, name.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]*$", options: .regularExpression) == nil {
+        if let name, !name.matchesWhole("[A-Za-z0-9][A-Za-z0-9._-]*") {
             sink.error(m["name"]?.node, "\(m.path).name", "node names are letters, digits, '.', '_' or '-'")
         }
         let host = m.required("host", what: "address or DNS name sous connects to")?.string()
-        if let host, host.isEmpty || host.contains(where: { $0.isWhitespace || $0 == "@" }) {
-            sink.error(m["host"]?.node, "\(m.path).host", "`\(host)` is not a host name or address (put the user in `user:`)")
+        if let host, Address.ipBytes(host) == nil, !Address.isHostName(host) {
+            sink.error(m["host"]?.node, "\(m.path).host", "`\(host)` is not a host name or address",
+                       hint: "a DNS name (letters, digits, '-' and '.') or an IPv4 or IPv6 address, without brackets, zone or port; the user goes in `user:`, the port in `port:`")
         }
         let port = m["port"]?.int(range: 1...65535)
         let user = m.required("user", what: "the login user (the same on every node)")?.string()
-        if let user, user.range(of: "^[a-z_][a-z0-9_.-]*$", options: .regularExpression) == nil {
-            sink.error(m["user"]?.node, "\(m.path).user", "`\(user)` is not a login name")
+        if let user, !user.matchesWhole("[a-z_][a-z0-9_.-]{0,31}") {
+            sink.error(m["user"]?.node, "\(m.path).user", "`\(user)` is not a login name", hint: "lowercase letters, digits, '_', '.' or '-', starting with a letter or '_'")
         }
         let identity = m["identity_file"]?.string()
         let ipNode = m.required("interconnect_ip", what: "this node's address on the ConnectX-7 link")
         let ip = ipNode?.string()
-        if let ip, !isIPv4(ip) && !ip.contains(":") {
-            sink.error(ipNode?.node, "\(m.path).interconnect_ip", "`\(ip)` is not an IP address")
+        if let ip, Address.ipBytes(ip) == nil {
+            sink.error(ipNode?.node, "\(m.path).interconnect_ip", "`\(ip)` is not an IP address",
+                       hint: "this node's IPv4 or IPv6 address on the interconnect, e.g. 192.168.100.10 (no zone, brackets or port)")
         }
         var role: NodeSpec.Role = index == 0 ? .head : .worker
         if let r = m["role"]?.string() {
@@ -194,28 +227,65 @@ public enum InventoryReader {
             }
         }
         guard let name, let host, let user, let ip else { return nil }
-        return NodeSpec(name: name, host: host, port: port, user: user, identityFile: identity, interconnectIP: ip, role: role)
+        return ReadNode(spec: NodeSpec(name: name, host: host, port: port, user: user, identityFile: identity, interconnectIP: ip, role: role),
+                        path: m.path, name: m["name"], host: m["host"], ip: ipNode)
     }
 
-    static func isIPv4(_ s: String) -> Bool {
-        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { p in p.count <= 3 && !p.isEmpty && p.allSatisfy(\.isNumber) && Int(p)! <= 255 }
+    /// Every image reference Docker accepts, `[registry[:port]/]path[:tag][@sha256:digest]`, and nothing else: a
+    /// reference is a word of `docker run` after the options, so one starting with `-` would be read as one.
+    /// A registry is the first component when it has a `.` or a port, or is `localhost`.
+    static let imagePattern = #"(?:(?:localhost|\#(registryLabel)(?:\.\#(registryLabel))+)(?::[0-9]{1,5})?/|\#(registryLabel):[0-9]{1,5}/)?"#
+        + #"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"#
+        + #"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"#
+
+    static let registryLabel = "[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+
+    /// Checks an image reference (the inventory's `image`, or `--image`): well-formed and pinned; a tag beside a
+    /// digest is a warning, since Docker then runs the digest and ignores the tag.
+    static func checkImage(_ image: String, at node: Node?, sink: IssueSink) {
+        if !image.matchesWhole(imagePattern) {
+            sink.error(node, "image", "`\(image)` is not an image reference",
+                       hint: "[registry/]repository:tag or …@sha256:<64 hex digits>, e.g. vllm/vllm-openai:v0.24.0")
+        } else if !ImageRef.isPinned(image) {
+            sink.error(node, "image", "`\(image)` is not pinned: two nodes pulling a moving tag can get different engines",
+                       hint: "use an exact tag (vllm/vllm-openai:v0.24.0) or a digest (…@sha256:…)")
+        } else if image.contains("@"), let tag = ImageRef.tag(of: image) {
+            sink.warning(node, "image", "the tag `\(tag)` is ignored: Docker runs the image the digest names, whatever the tag says now",
+                         hint: "drop `:\(tag)`, or keep it only as a note (the vLLM version sous assumes is read from it; set vllm_version: to state it)")
+        }
     }
 
-    static func finish(settings map: YMap, nodes: [NodeSpec], nodeCount: Int, file: String, sink: IssueSink) throws(ConfigErrors) -> (Inventory, [ConfigIssue]) {
+    /// An environment variable's name, as the shell and Docker take it.
+    static let envNamePattern = "[A-Za-z_][A-Za-z0-9_]*"
+
+    /// Two nodes with one name, one management address (and port), or one interconnect address: an error at the
+    /// later one, naming the line of the first. Linear: each key goes in a dictionary once.
+    static func checkDuplicates(_ nodes: [ReadNode], sink: IssueSink) {
+        func check(_ key: String, _ label: String, _ what: (ReadNode) -> (identity: String, shown: String, value: YValue?)) {
+            var first: [String: ReadNode] = [:]
+            for n in nodes {
+                let (identity, shown, value) = what(n)
+                guard let earlier = first[identity] else { first[identity] = n; continue }
+                let whose = key == "name" ? earlier.path : earlier.spec.name
+                let line = what(earlier).value?.location.map { " (line \($0.line))" } ?? ""
+                sink.error(value?.node, "\(n.path).\(key)", "\(shown) is also the \(label) of \(whose)\(line)")
+            }
+        }
+        check("name", "name", { ($0.spec.name, "`\($0.spec.name)`", $0.name) })
+        check("host", "management address", { n in
+            ("\(Address.identity(n.spec.host)) \(n.spec.port ?? 0)", n.spec.host + (n.spec.port.map { " port \($0)" } ?? ""), n.host)
+        })
+        check("interconnect_ip", "address", { (Address.identity($0.spec.interconnectIP), $0.spec.interconnectIP, $0.ip) })
+    }
+
+    static func finish(settings map: YMap, nodes read: [ReadNode], nodeCount: Int, file: String, sink: IssueSink) throws(ConfigErrors) -> (Inventory, [ConfigIssue]) {
+        let nodes = read.map(\.spec)
         let cluster = map.required("cluster", what: "a short name for this cluster")?.string()
-        if let cluster, cluster.range(of: "^[a-z0-9][a-z0-9._-]*$", options: .regularExpression) == nil {
+        if let cluster, !cluster.matchesWhole("[a-z0-9][a-z0-9._-]*") {
             sink.error(map["cluster"]?.node, "cluster", "must be lowercase letters, digits, '.', '_' or '-'")
         }
         let image = map.required("image", what: "a pinned tag or digest, e.g. vllm/vllm-openai:v0.24.0")?.string()
-        if let image {
-            if image.isEmpty || image.contains(where: { $0.isWhitespace }) {
-                sink.error(map["image"]?.node, "image", "`\(image)` is not an image reference")
-            } else if !ImageRef.isPinned(image) {
-                sink.error(map["image"]?.node, "image", "`\(image)` is not pinned: two nodes pulling a moving tag can get different engines",
-                           hint: "use an exact tag (vllm/vllm-openai:v0.24.0) or a digest (…@sha256:…)")
-            }
-        }
+        if let image { checkImage(image, at: map["image"]?.node, sink: sink) }
         var version: VLLMVersion?
         if let v = map["vllm_version"]?.string() {
             version = VLLMVersion(v)
@@ -234,7 +304,7 @@ public enum InventoryReader {
                 apiKeyEnv = nil
                 sink.warning(node.node, "api_key_env", "no API key: every route of the endpoint is open to anyone who can reach it")
             } else if let v = node.string() {
-                if v.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) == nil {
+                if !v.matchesWhole(envNamePattern) {
                     sink.error(node.node, "api_key_env", "must name an environment variable (the key itself never goes in a file sous reads)")
                 }
                 apiKeyEnv = v
@@ -242,7 +312,7 @@ public enum InventoryReader {
         }
         var hfTokenEnv = "HF_TOKEN"
         if let v = map["hf_token_env"]?.string() {
-            if v.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) == nil {
+            if !v.matchesWhole(envNamePattern) {
                 sink.error(map["hf_token_env"]?.node, "hf_token_env", "must name an environment variable (the token itself never goes in a file sous reads)")
             }
             hfTokenEnv = v
@@ -262,36 +332,28 @@ public enum InventoryReader {
         var interface: String?, masterPort = 29501, hca: String?
         if let ic = map.required("interconnect", what: "interface, master_port, nccl_ib_hca")?.mapping(allowed: interconnectKeys) {
             interface = ic.required("interface", what: "the ConnectX-7 netdev that is up, e.g. enp1s0f1np1")?.string()
-            if let i = interface, i.range(of: "^[A-Za-z0-9._-]{1,15}$", options: .regularExpression) == nil {
+            if let i = interface, !i.matchesWhole("[A-Za-z0-9._-]{1,15}") {
                 sink.error(ic["interface"]?.node, "interconnect.interface", "`\(i)` is not a network interface name")
             }
             masterPort = ic["master_port"]?.int(range: 1...65535) ?? 29501
             hca = ic["nccl_ib_hca"]?.string()
-            if let h = hca, h.range(of: "^=?=?[A-Za-z0-9_,:^-]+$", options: .regularExpression) == nil {
+            if let h = hca, !h.matchesWhole("=?=?[A-Za-z0-9_,:^-]+") {
                 sink.error(ic["nccl_ib_hca"]?.node, "interconnect.nccl_ib_hca", "`\(h)` is not an NCCL_IB_HCA list (e.g. rocep1s0f1,roceP2p1s0f1)")
             }
         }
         let hfCache = map["hf_cache"]?.string()
-        if let h = hfCache, !h.hasPrefix("/") || h.contains("\n") {
-            sink.error(map["hf_cache"]?.node, "hf_cache", "must be an absolute path on the nodes")
+        if let h = hfCache, !h.matchesWhole("/[^:,]*") {
+            sink.error(map["hf_cache"]?.node, "hf_cache", "`\(h)` must be an absolute path on the nodes, without ':' or ','",
+                       hint: "it becomes the source of `docker run -v SOURCE:/root/.cache/huggingface`, where ':' and ',' separate options")
         }
         let knownHosts = map["known_hosts"]?.string()
         let shm = map["shm_size"]?.string() ?? "10g"
-        if shm.range(of: "^[0-9]+[bkmg]?$", options: .regularExpression) == nil {
+        if !shm.matchesWhole("[0-9]{1,12}[bkmg]?") {
             sink.error(map["shm_size"]?.node, "shm_size", "`\(shm)` is not a Docker size like 10g")
         }
 
         if nodeCount == 0 && !sink.hasErrors { sink.error(map.node, "nodes", "no nodes") }
-        var seen: [String: Int] = [:]
-        for (i, n) in nodes.enumerated() {
-            if let j = seen[n.name] { sink.error(nil, "nodes[\(i)].name", "`\(n.name)` is also the name of nodes[\(j)]") }
-            seen[n.name] = i
-        }
-        for (i, n) in nodes.enumerated() {
-            if let j = nodes[..<i].firstIndex(where: { $0.interconnectIP == n.interconnectIP }) {
-                sink.error(nil, "nodes[\(i)].interconnect_ip", "\(n.interconnectIP) is also the address of \(nodes[j].name)")
-            }
-        }
+        checkDuplicates(read, sink: sink)
         let heads = nodes.filter { $0.role == .head }
         if !nodes.isEmpty, heads.count != 1 {
             sink.error(map.node, "nodes", "exactly one node must have role head (found \(heads.count))",
@@ -303,9 +365,11 @@ public enum InventoryReader {
         }
 
         guard !sink.hasErrors, let cluster, let image, let interface else { throw ConfigErrors(sink.issues) }
+        var locations: [String: SourceLocation] = [:]
+        for entry in map.entries { locations[entry.key] = entry.value.location }
         let inv = Inventory(file: file, cluster: cluster, image: image, vllmVersion: version, port: port, apiKeyEnv: apiKeyEnv,
                             hfTokenEnv: hfTokenEnv, launcher: launcher, hardware: hardware, interface: interface, masterPort: masterPort, ncclIbHca: hca,
-                            hfCache: hfCache, knownHosts: knownHosts, shmSize: shm, nodes: nodes)
+                            hfCache: hfCache, knownHosts: knownHosts, shmSize: shm, nodes: nodes, locations: locations)
         return (inv, sink.issues)
     }
 }

@@ -134,15 +134,15 @@ public enum RecipeReader {
         for entry in map.entries { locations[entry.key] = entry.value.location }
 
         let name = map.required("name")?.string()
-        if let name, name.range(of: "^[a-z0-9][a-z0-9._-]*$", options: .regularExpression) == nil {
+        if let name, !name.matchesWhole("[a-z0-9][a-z0-9._-]*") {
             sink.error(map["name"]?.node, "name", "must be lowercase letters, digits, '.', '_' or '-'")
         }
         let model = map.required("model", what: "the Hugging Face repo id, e.g. nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4")?.string()
-        if let model, model.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$", options: .regularExpression) == nil {
+        if let model, !model.matchesWhole("[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*") {
             sink.error(map["model"]?.node, "model", "`\(model)` is not a Hugging Face repo id (ORG/NAME)")
         }
         let revision = map["revision"]?.string()
-        if let revision, revision.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]*$", options: .regularExpression) == nil || revision.contains("..") {
+        if let revision, !revision.matchesWhole("[A-Za-z0-9][A-Za-z0-9._-]*") || revision.contains("..") {
             sink.error(map["revision"]?.node, "revision", "`\(revision)` is not a commit hash, branch or tag name", hint: "the 40-hex commit from the model's \"Files and versions\" page pins it best")
         }
         let served = map.required("served_model_name", what: "the id clients use; /v1/models returns it")?.string()
@@ -277,7 +277,7 @@ public enum RecipeReader {
         if let extra = map["extra_args"]?.mapping(allowed: nil) {
             for entry in extra.entries {
                 let flag = entry.key.replacingOccurrences(of: "_", with: "-")
-                if flag.range(of: "^[a-z0-9][a-z0-9-]*$", options: .regularExpression) == nil {
+                if !flag.matchesWhole("[a-z0-9][a-z0-9-]*") {
                     sink.error(entry.keyNode, entry.value.path, "not a long vllm serve flag name (write it without leading dashes, e.g. max_num_seqs)")
                     continue
                 }
@@ -298,7 +298,7 @@ public enum RecipeReader {
         if let env = map["env"]?.mapping(allowed: nil) {
             for entry in env.entries {
                 let name = entry.key
-                if name.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) == nil {
+                if !name.matchesWhole(InventoryReader.envNamePattern) {
                     sink.error(entry.keyNode, entry.value.path, "not an environment variable name")
                     continue
                 }
@@ -312,10 +312,6 @@ public enum RecipeReader {
                     continue
                 }
                 guard let value = entry.value.string() else { continue }
-                if value.contains("\n") || value.contains("\r") {
-                    sink.error(entry.value.node, entry.value.path, "a value in a Docker env file cannot span lines")
-                    continue
-                }
                 engine.env.removeAll { $0.name == name }
                 engine.env.append((name, value))
             }

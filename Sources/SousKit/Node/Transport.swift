@@ -10,6 +10,9 @@ public struct RemoteCommand: Sendable, CustomStringConvertible {
     public var timeout: Duration?
     /// Run through `sudo -n` (never prompts; a password requirement is a clear error).
     public var sudo: Bool
+    /// When set, Ctrl-C stops waiting for this command within a fraction of a second (exit 130), leaving it to
+    /// finish or fail on the node: only for commands that change nothing half-way (a pull, a read-only probe).
+    public var stopsOn: Interruption?
 
     public init(_ argv: [String], stdin: Data? = nil, timeout: Duration?, sudo: Bool = false) {
         self.argv = argv
@@ -26,6 +29,13 @@ public struct RemoteCommand: Sendable, CustomStringConvertible {
 
     /// What identifies the command for a test double and the log: argv and sudo (stdin is data, not identity).
     public var key: String { (sudo ? "sudo " : "") + argv.joined(separator: " ") }
+
+    /// This command, stoppable by Ctrl-C while it runs (see `stopsOn`).
+    public func stoppable(by interruption: Interruption = .shared) -> RemoteCommand {
+        var c = self
+        c.stopsOn = interruption
+        return c
+    }
 
     /// The exact line the SSH exec request carries. `exec` replaces the login shell, so the exit status
     /// or signal sshd reports is the command's own.

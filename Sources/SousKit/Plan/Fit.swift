@@ -16,13 +16,54 @@ public struct FitInput: Sendable {
         self.totalMemory = totalMemory
     }
 
+    /// Reads the checkpoint's files (untrusted: from the Hub or a node's cache). A size Fit reads that is not a
+    /// plausible whole number throws `Implausible`, naming the file and the key.
     public init(configJSON: String, indexJSON: String, totalMemory: Int) throws {
         guard let c = try JSONSerialization.jsonObject(with: Data(configJSON.utf8)) as? [String: Any] else { throw UsageError("config.json is not a JSON object") }
         guard let i = try JSONSerialization.jsonObject(with: Data(indexJSON.utf8)) as? [String: Any],
-              let total = (i["metadata"] as? [String: Any])?["total_size"] as? Int else {
+              let size = (i["metadata"] as? [String: Any])?["total_size"], !(size is NSNull) else {
             throw UsageError("model.safetensors.index.json has no metadata.total_size")
         }
+        guard let total = Fit.wholeNumber(size, in: 0...Fit.maxWeightBytes) else {
+            throw Implausible(file: "model.safetensors.index.json", key: "metadata.total_size", value: size, range: 0...Fit.maxWeightBytes)
+        }
+        if let problem = Fit.implausible(c) { throw problem }
         self.init(config: c, weightBytes: total, totalMemory: totalMemory)
+    }
+
+    /// A checkpoint file states a size no model has (negative, fractional, or past what the arithmetic holds).
+    public struct Implausible: SousFailure {
+        public var file: String, key: String, value: String
+        public var range: ClosedRange<Int>
+        init(file: String, key: String, value: Any, range: ClosedRange<Int>) {
+            (self.file, self.key, self.value, self.range) = (file, key, "\(value)".escapingControls, range)
+        }
+        public var message: String { "\(file) has an implausible \(key): \(value) (a whole number \(range.lowerBound)…\(range.upperBound) is expected)" }
+        public var hint: String? { "the checkpoint's metadata is corrupt or not a model's: fetch it again (sous model --fetch) or check the repository" }
+        public var exitCode: ExitStatus { .checkFailed }
+    }
+}
+
+/// Overflow-checked arithmetic for figures read from checkpoints: nil where plain `*` and `+` would trap.
+enum Checked {
+    static func product(_ factors: Int...) -> Int? {
+        var result = 1
+        for f in factors {
+            let (p, overflow) = result.multipliedReportingOverflow(by: f)
+            if overflow { return nil }
+            result = p
+        }
+        return result
+    }
+
+    static func sum(_ terms: some Sequence<Int>) -> Int? {
+        var result = 0
+        for t in terms {
+            let (s, overflow) = result.addingReportingOverflow(t)
+            if overflow { return nil }
+            result = s
+        }
+        return result
     }
 }
 
@@ -57,6 +98,31 @@ public enum Fit {
         return nil
     }
 
+    /// The config.json sizes Fit reads (layers, heads, dimensions, Mamba state), and the largest any model has
+    /// by far: every product of them is still overflow-checked.
+    static let sizeKeys = ["num_hidden_layers", "n_layer", "num_attention_heads", "n_head", "num_key_value_heads", "head_dim",
+                           "hidden_size", "mamba_num_heads", "mamba_head_dim", "ssm_state_size", "mamba_d_state", "n_groups",
+                           "mamba_n_groups", "conv_kernel", "mamba_d_conv"]
+    static let maxSize = 1 << 24
+    /// 1 PiB of weights.
+    static let maxWeightBytes = 1 << 50
+
+    /// A JSON number that is a whole number in the range (null and absent keys are read as absent elsewhere).
+    static func wholeNumber(_ v: Any, in range: ClosedRange<Int>) -> Int? {
+        guard let n = v as? Int, range.contains(n) else { return nil }
+        return n
+    }
+
+    /// The first size of config.json (or its text_config) that is present but not a plausible whole number.
+    static func implausible(_ config: [String: Any], prefix: String = "") -> FitInput.Implausible? {
+        for key in sizeKeys {
+            if let v = config[key], !(v is NSNull), wholeNumber(v, in: 0...maxSize) == nil {
+                return FitInput.Implausible(file: "config.json", key: prefix + key, value: v, range: 0...maxSize)
+            }
+        }
+        return (config["text_config"] as? [String: Any]).flatMap { implausible($0, prefix: "text_config.") }
+    }
+
     /// Attention layers: `*` in Nemotron-H's hybrid_override_pattern, `attention` entries of layers_block_type /
     /// layer_types, else every layer.
     static func attentionLayers(_ c: [String: Any]) -> (attention: Int, mamba: Int) {
@@ -79,7 +145,28 @@ public enum Fit {
         }
     }
 
+    /// A figure that does not fit in the arithmetic: the report says so instead of trapping.
+    struct Overflow: Error { var what: String }
+
+    /// The budget of one rank. Never traps: an input with an implausible size, or figures whose products
+    /// overflow, give a "does not fit" report that says which.
     public static func compute(_ input: FitInput, tp: Int, engine: EngineSettings, profile: HardwareProfile?) -> FitReport {
+        do { return try figures(input, tp: tp, engine: engine, profile: profile) } catch {
+            return FitReport(weights_per_rank: 0, attention_layers: 0, kv_bytes_per_token_per_rank: 0, mamba_state_bytes_per_sequence: 0,
+                             budget: 0, allowance: allowance, kv_cache_bytes: 0, kv_tokens: 0, max_num_seqs: 0, context_at_concurrency: 0,
+                             os_headroom: 0, verdict: .doesNotFit, messages: ["cannot size the checkpoint: \(error.what)"])
+        }
+    }
+
+    static func figures(_ input: FitInput, tp: Int, engine: EngineSettings, profile: HardwareProfile?) throws(Overflow) -> FitReport {
+        if let problem = implausible(input.config) { throw Overflow(what: problem.message) }
+        guard input.weightBytes >= 0, input.totalMemory >= 0, (1...maxSize).contains(tp) else {
+            throw Overflow(what: "negative weights (\(input.weightBytes) B), memory (\(input.totalMemory) B) or ranks (\(tp))")
+        }
+        func checked(_ value: Int?, _ what: String) throws(Overflow) -> Int {
+            guard let value else { throw Overflow(what: "\(what) overflows: the checkpoint's sizes are implausible") }
+            return value
+        }
         let c = (input.config["text_config"] as? [String: Any]).map { input.config.merging($0) { _, b in b } } ?? input.config
         let heads = int(c, "num_attention_heads", "n_head") ?? 1
         let kvHeads = int(c, "num_key_value_heads") ?? heads
@@ -87,7 +174,7 @@ public enum Fit {
         let (attention, mamba) = attentionLayers(c)
         let kvDtype = engine.kvCacheDtype == "auto" ? c["torch_dtype"] as? String ?? c["dtype"] as? String : engine.kvCacheDtype
         // K and V for every attention layer; KV heads split across ranks (replicated when fewer than ranks).
-        let kvPerToken = 2 * attention * ((kvHeads + tp - 1) / tp) * headDim * dtypeBytes(kvDtype)
+        let kvPerToken = try checked(Checked.product(2, attention, (kvHeads + tp - 1) / tp, headDim, dtypeBytes(kvDtype)), "KV bytes per token")
         // Mamba: per sequence, the SSM state (heads × head_dim × state, in mamba_ssm_cache_dtype) and the conv
         // state ((kernel − 1) × (heads × head_dim + 2 × groups × state), model dtype), split across ranks.
         var mambaState = 0
@@ -96,22 +183,27 @@ public enum Fit {
             let state = int(c, "ssm_state_size", "mamba_d_state") ?? 0, groups = int(c, "n_groups", "mamba_n_groups") ?? 1
             let kernel = int(c, "conv_kernel", "mamba_d_conv") ?? 4
             let ssmDtype: String? = engine.extraArgs.first { $0.flag == "mamba-ssm-cache-dtype" }.flatMap { if case .value(let v) = $0.value { return v } else { return nil } }
-            let ssm = mHeads * mHeadDim * state * dtypeBytes(ssmDtype ?? c["torch_dtype"] as? String)
-            let conv = (kernel - 1) * (mHeads * mHeadDim + 2 * groups * state) * dtypeBytes(c["torch_dtype"] as? String)
-            mambaState = mamba * (ssm + conv) / tp
+            let ssm = Checked.product(mHeads, mHeadDim, state, dtypeBytes(ssmDtype ?? c["torch_dtype"] as? String))
+            let channels = Checked.product(mHeads, mHeadDim).flatMap { hd in Checked.product(2, groups, state).flatMap { Checked.sum([hd, $0]) } }
+            let conv = channels.flatMap { Checked.product(max(kernel - 1, 0), $0, dtypeBytes(c["torch_dtype"] as? String)) }
+            let perLayer = ssm.flatMap { s in conv.flatMap { Checked.sum([s, $0]) } }
+            mambaState = try checked(perLayer.flatMap { Checked.product(mamba, $0) }, "the Mamba state per sequence") / tp
         }
-        let maxSeqs = engine.extraArgs.first { $0.flag == "max-num-seqs" }.flatMap { if case .value(let v) = $0.value { return Int(v) } else { return nil } } ?? 256
+        let maxSeqs = max(1, engine.extraArgs.first { $0.flag == "max-num-seqs" }.flatMap { if case .value(let v) = $0.value { return Int(v) } else { return nil } } ?? 256)
         let weights = input.weightBytes / tp
-        let budget = Int(Double(input.totalMemory) * engine.gpuMemoryUtilization)
-        let kvCache = budget - weights - allowance - mambaState * maxSeqs
+        let budgetBytes = Double(input.totalMemory) * engine.gpuMemoryUtilization
+        guard budgetBytes >= 0, budgetBytes < 0x1p62 else { throw Overflow(what: "the budget (\(input.totalMemory) B × \(engine.gpuMemoryUtilization))") }
+        let budget = Int(budgetBytes)
+        let mambaAll = try checked(Checked.product(mambaState, maxSeqs), "the Mamba state of \(maxSeqs) sequences")
+        let kvCache = budget - (try checked(Checked.sum([weights, allowance, mambaAll]), "weights + allowance + Mamba state"))
         let kvTokens = kvPerToken > 0 ? max(0, kvCache) / kvPerToken : 0
-        let atConcurrency = min(engine.maxModelLen, kvTokens / max(maxSeqs, 1))
+        let atConcurrency = min(engine.maxModelLen, kvTokens / maxSeqs)
         let os = input.totalMemory - budget
         var messages: [String] = []
         var verdict = FitReport.Verdict.fits
         if kvCache <= 0 {
             verdict = .doesNotFit
-            let need = Double(weights + allowance + mambaState * maxSeqs + kvPerToken * engine.maxModelLen) / Double(input.totalMemory)
+            let need = (Double(weights) + Double(allowance) + Double(mambaAll) + Double(kvPerToken) * Double(engine.maxModelLen)) / Double(input.totalMemory)
             messages.append("weights \(g(weights)) + allowance \(g(allowance)) exceed the budget \(g(budget)); gpu_memory_utilization \(String(format: "%.2f", need)) would be needed")
         } else if kvTokens < engine.maxModelLen {
             verdict = .doesNotFit
@@ -121,7 +213,7 @@ public enum Fit {
             if verdict == .fits { verdict = .fitsWithWarnings }
             messages.append("only \(g(os)) left for the OS (\(String(format: "%.2f", 1 - engine.gpuMemoryUtilization)) of \(g(input.totalMemory))); \(p.name) wants at least \(String(format: "%.2f", 1 - p.maxSafeGpuMemoryUtilization))")
         }
-        if verdict != .doesNotFit, kvTokens / max(maxSeqs, 1) < engine.maxModelLen {
+        if verdict != .doesNotFit, kvTokens / maxSeqs < engine.maxModelLen {
             if verdict == .fits { verdict = .fitsWithWarnings }
             messages.append("\(maxSeqs) sequences of \(engine.maxModelLen) tokens do not fit at once: each gets \(atConcurrency) when all are full")
         }

@@ -19,11 +19,35 @@ public enum EnvValue: Sendable, Equatable {
     case secret(fromLocalEnv: String)
 }
 
+/// A node's Docker env file (`docker run --env-file`): one `NAME=VALUE` a line, the value taken literally (no
+/// quotes, no escapes), so a line break in a value would start another variable (`LD_PRELOAD=…`). This is its one
+/// writer: the text uploaded to a node and the lines the rendered script writes are both made by `line`.
+public enum EnvFile {
+    /// One line; refuses a name that is not an identifier and a value holding CR, LF or NUL. The error names
+    /// the variable and the character; a secret's value is never shown.
+    public static func line(_ name: String, _ value: String, secret: Bool = false) throws(ShellQuote.Unrepresentable) -> String {
+        try checkName(name)
+        if let c = value.unicodeScalars.first(where: { $0 == "\n" || $0 == "\r" || $0 == "\0" }) {
+            throw ShellQuote.Unrepresentable(value: secret ? Secret.redacted : value,
+                                             problem: "the value of \(name) holds U+\(String(format: "%04X", c.value)): a Docker env file line cannot carry a line break or a NUL")
+        }
+        return "\(name)=\(value)"
+    }
+
+    /// A variable's name: letters, digits and '_', not starting with a digit.
+    public static func checkName(_ name: String) throws(ShellQuote.Unrepresentable) {
+        guard name.matchesWhole(InventoryReader.envNamePattern) else {
+            throw ShellQuote.Unrepresentable(value: name, problem: "not an environment variable name (letters, digits and '_')")
+        }
+    }
+}
+
 /// Everything one node runs: its env file (0600) and its container command.
 public struct NodeCommand: Sendable {
     public var node: NodeSpec
     public var rank: Int
-    public var env: [(name: String, value: EnvValue)]
+    /// Checked by `EnvFile.line` when the command is rendered.
+    public private(set) var env: [(name: String, value: EnvValue)]
     /// `docker run …` as argv.
     public var dockerArgv: [String]
     /// The `vllm serve …` part alone (after the entrypoint), for audits and the sim.
@@ -31,14 +55,17 @@ public struct NodeCommand: Sendable {
 
     public var isHead: Bool { rank == 0 }
 
-    /// The env file's text, with the secret as [REDACTED] (`secret` given: its real value, for the 0600 upload).
-    public func envFileText(secret: Secret? = nil) -> String {
-        env.map { name, value in
+    /// The env file's text, every line from `EnvFile.line`: the secret as [REDACTED], or (`secret` given) its real
+    /// value, for the 0600 upload. Throws when the secret holds a line break or a NUL.
+    public func envFile(secret: Secret? = nil) throws(ShellQuote.Unrepresentable) -> String {
+        var text = ""
+        for (name, value) in env {
             switch value {
-            case .plain(let v): return "\(name)=\(v)\n"
-            case .secret: return "\(name)=\(secret?.reveal() ?? Secret.redacted)\n"
+            case .plain(let v): text += try EnvFile.line(name, v) + "\n"
+            case .secret: text += try EnvFile.line(name, secret?.reveal() ?? Secret.redacted, secret: true) + "\n"
             }
-        }.joined()
+        }
+        return text
     }
 }
 
@@ -99,7 +126,7 @@ public struct Renderer: Sendable {
     /// `{"temperature":1.0,"top_p":0.95}`, keys in recipe order, numbers as written.
     public var samplingJSON: String {
         "{" + recipe.sampling.map { key, n in
-            let text = n.text.range(of: #"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"#, options: .regularExpression) != nil ? n.text : "\(n.value)"
+            let text = n.text.matchesWhole(#"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"#) ? n.text : "\(n.value)"
             return "\"\(key)\":\(text)"
         }.joined(separator: ",") + "}"
     }
@@ -125,11 +152,11 @@ public struct Renderer: Sendable {
 
     /// The `--config` YAML every node shares (long flag names as keys; JSON strings are valid YAML scalars).
     public func configYAML() -> String {
-        var lines = ["# Written by sous for recipe \(recipe.name) on cluster \(inventory.cluster). Per-node flags are on the command line.",
+        var lines = ["# Written by sous for recipe \(recipe.name.escapingControls) on cluster \(inventory.cluster.escapingControls). Per-node flags are on the command line.",
                      "model: \(jsonString(recipe.model))"]
         for (flag, value) in sharedFlags() {
             if let value {
-                let isNumber = Double(value) != nil && value.range(of: "^-?[0-9.]+$", options: .regularExpression) != nil
+                let isNumber = Double(value) != nil && value.matchesWhole("-?[0-9.]+")
                 lines.append("\(flag): \(isNumber ? value : jsonString(value))")
             } else {
                 lines.append(flag.hasPrefix("no-") ? "\(flag.dropFirst(3)): false" : "\(flag): true")
@@ -194,7 +221,9 @@ public struct Renderer: Sendable {
         }
         // Reject NUL and other unrepresentable input before anything is shown or run.
         _ = try ShellQuote.join(docker)
-        return NodeCommand(node: node, rank: rank, env: env(for: node, rank: rank), dockerArgv: docker,
-                           serveArgv: inventory.launcher == .ray && rank > 0 ? [] : serve)
+        let command = NodeCommand(node: node, rank: rank, env: env(for: node, rank: rank), dockerArgv: docker,
+                                  serveArgv: inventory.launcher == .ray && rank > 0 ? [] : serve)
+        _ = try command.envFile()
+        return command
     }
 }

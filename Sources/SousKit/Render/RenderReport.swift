@@ -27,38 +27,49 @@ public enum RenderReport {
     static func header(_ d: Deployment) -> String {
         let inv = d.inventory
         let version = inv.vllmVersion.map { "vLLM \($0)" } ?? "vLLM version unknown"
-        return "# sous render: recipe \(d.recipe.name) on cluster \(inv.cluster) — \(inv.image) (\(version)), \(inv.launcher.rawValue) launcher, tp \(d.recipe.tensorParallelSize)\n"
+        return "# sous render: recipe \(d.recipe.name) on cluster \(inv.cluster) — \(inv.image) (\(version)), \(inv.launcher.rawValue) launcher, tp \(d.recipe.tensorParallelSize)".escapingControls + "\n"
     }
 
     static func nodeTitle(_ c: NodeCommand) -> String {
         let role = c.isHead ? "head" : "worker"
-        return "# ── \(c.node.name) · \(role) · rank \(c.rank) · \(c.node.user)@\(c.node.host)"
+        return "# ── \(c.node.name) · \(role) · rank \(c.rank) · \(c.node.user)@\(c.node.host)".escapingControls
     }
 
-    /// The env file written as a paste-able block: a 0600 file, the plain lines, then the key read from the
-    /// operator's own shell (printf is a shell builtin, so the key never appears in `ps`).
+    /// `printf '%s\n' LINE… > PATH` (`>>` to append), one quoted word a line: the shell passes each word to printf
+    /// as it is, so no line can end the command or the file early (a heredoc ends at the first line equal to its
+    /// delimiter).
+    static func writeLines(_ lines: [String], to path: String, append: Bool) throws(ShellQuote.Unrepresentable) -> String {
+        var words = ["printf '%s\\n'"]
+        for line in lines { words.append(try ShellQuote.quote(line)) }
+        return words.joined(separator: " \\\n  ") + (append ? " >> " : " > ") + (try ShellQuote.quote(path)) + "\n"
+    }
+
+    /// The env file written as a paste-able block: a 0600 file, the plain lines (each made by `EnvFile.line`), then
+    /// the key read from the operator's own shell (printf is a shell builtin, so the key never appears in `ps`;
+    /// `:?` stops at an unset or empty variable instead of writing an empty key, which vLLM reads as no key).
     static func envBlock(_ c: NodeCommand) throws(ShellQuote.Unrepresentable) -> String {
-        var out = "install -m 0600 /dev/null \(NodePaths.envFile)\n"
-        out += "cat >> \(NodePaths.envFile) <<'SOUS_ENV'\n"
-        for (name, value) in c.env { if case .plain(let v) = value { out += "\(name)=\(v)\n" } }
-        out += "SOUS_ENV\n"
+        var plain: [String] = [], out = ""
         for (name, value) in c.env {
-            if case .secret(let local) = value {
-                out += "printf '\(name)=%s\\n' \"$\(local)\" >> \(NodePaths.envFile)   # \(Secret.redacted): export \(local) first\n"
+            switch value {
+            case .plain(let v): plain.append(try EnvFile.line(name, v))
+            case .secret(let local):
+                try EnvFile.checkName(local)
+                let line = try EnvFile.line(name, "${\(local):?export \(local) first}", secret: true)
+                out += "printf '%s\\n' \"\(line)\" >> \(NodePaths.envFile)   # \(Secret.redacted): export \(local) first\n"
             }
         }
-        return out
+        return "install -m 0600 /dev/null \(NodePaths.envFile)\n" + (try writeLines(plain, to: NodePaths.envFile, append: true)) + out
     }
 
-    static func prepare(_ c: NodeCommand) -> String {
-        "sudo install -d -m 0755 -o \(c.node.user) \(NodePaths.stateDir)\n"
+    static func prepare(_ c: NodeCommand) throws(ShellQuote.Unrepresentable) -> String {
+        "sudo install -d -m 0755 -o \(try ShellQuote.quote(c.node.user)) \(NodePaths.stateDir)\n"
     }
 
     public static func shell(_ d: Deployment, nodes: [NodeCommand]) throws(ShellQuote.Unrepresentable) -> String {
         var out = header(d)
         for c in nodes {
             out += "\n" + nodeTitle(c) + "\n"
-            out += prepare(c) + (try envBlock(c)) + (try pretty(c.dockerArgv, firstLine: 5)) + "\n"
+            out += (try prepare(c)) + (try envBlock(c)) + (try pretty(c.dockerArgv, firstLine: 5)) + "\n"
         }
         return out
     }
@@ -66,10 +77,11 @@ public enum RenderReport {
     public static func config(_ d: Deployment, nodes: [NodeCommand], yaml: String) throws(ShellQuote.Unrepresentable) -> String {
         var out = header(d)
         out += "\n# \(NodePaths.configFile), the same on every node:\n"
-        out += yaml.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "#   \($0)" }.joined(separator: "\n") + "\n"
+        let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+        out += lines.map { "#   \($0)".escapingControls }.joined(separator: "\n") + "\n"
         for c in nodes {
-            out += "\n" + nodeTitle(c) + "\n" + prepare(c)
-            out += "cat > \(NodePaths.configFile) <<'SOUS_CONFIG'\n\(yaml)SOUS_CONFIG\n"
+            out += "\n" + nodeTitle(c) + "\n" + (try prepare(c))
+            out += try writeLines(lines, to: NodePaths.configFile, append: false)
             out += (try envBlock(c)) + (try pretty(c.dockerArgv, firstLine: 5)) + "\n"
         }
         return out

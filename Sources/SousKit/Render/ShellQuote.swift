@@ -2,11 +2,14 @@ import Foundation
 
 /// The one place shell quoting lives. Every remote command sous runs is built from argv tokens joined by `shellJoin`.
 public enum ShellQuote {
-    /// A string a POSIX shell cannot carry in an argument (argv is NUL-terminated in C).
+    /// A string what sous writes cannot carry: a NUL in a shell argument (argv is NUL-terminated in C), a line
+    /// break or a NUL in a Docker env file line.
     public struct Unrepresentable: SousFailure, Equatable {
+        /// The value as it may be shown ([REDACTED] for a secret).
         public var value: String
-        public var message: String { "cannot pass a value containing a NUL byte to a shell: \(value.debugDescription)" }
-        public var hint: String? { "remove the NUL character from the recipe or inventory value" }
+        public var problem = "cannot pass a value containing a NUL byte to a shell"
+        public var message: String { "\(problem): \(value.debugDescription)" }
+        public var hint: String? { "remove the character from the recipe, the inventory or the environment variable" }
         public var exitCode: ExitStatus { .badInput }
     }
 

@@ -224,7 +224,7 @@ extension UpRunner {
     static func env(_ c: UpContext) async throws -> (StepStatus, String) {
         let byName = c.byName, key = c.runner.key
         let changed = try await c.everyNode("env") { node, s -> Bool in
-            let text = byName[node.name]!.envFileText(secret: key)
+            let text = try byName[node.name]!.envFile(secret: key)
             if EnvFileOps.matches(try await s.run(EnvFileOps.state()), text: text) { return false }
             let dir = try await s.run(EnvFileOps.makeStateDir(owner: node.user))
             if !dir.ok { throw StepFailure(step: "env", node: node.name, cause: dir.tail(), hint: nil, exitCode: .checkFailed) }

@@ -1,8 +1,11 @@
 /// Suggests the closest known word for a misspelled one (Levenshtein distance, at most a third of its length).
+/// The distance is at least the difference in length, so a candidate too short or too long is skipped without
+/// computing it (a hostile megabyte-long key would otherwise cost length × length per candidate).
 public func didYouMean(_ word: String, in candidates: [String]) -> String? {
     let limit = max(2, word.count / 3)
+    let length = word.unicodeScalars.count
     var best: (String, Int)?
-    for candidate in candidates {
+    for candidate in candidates where abs(candidate.unicodeScalars.count - length) <= limit {
         let d = editDistance(word.lowercased(), candidate.lowercased())
         if d <= limit, d < (best?.1 ?? Int.max) { best = (candidate, d) }
     }

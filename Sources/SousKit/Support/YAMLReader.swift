@@ -47,6 +47,10 @@ struct YValue {
                 continue
             }
             let key = keyScalar.string
+            if let problem = controlCharacterProblem(key) {
+                sink.error(keyNode, child(key.escapingControls), "this key " + problem, hint: Self.controlCharacterHint)
+                continue
+            }
             let keyPath = child(key)
             if !seen.insert(key).inserted {
                 sink.error(keyNode, keyPath, "duplicate key")
@@ -67,23 +71,28 @@ struct YValue {
         switch node {
         case .mapping: return "a mapping"
         case .sequence: return "a list"
-        case .scalar(let s): return "`\(s.string)`"
+        case .scalar(let s): return "`\(s.string.escapingControls)`"
         case .alias: return "an alias"
         }
     }
 
-    /// Any scalar as written (numbers keep their spelling, so `0.20` stays `0.20`).
+    /// Any scalar as written (numbers keep their spelling, so `0.20` stays `0.20`). Every text value of a recipe
+    /// or an inventory is read here, so this is the one place that refuses control characters: a line break, a
+    /// NUL or an escape sequence has no place in a name, an address or a flag value, and could end a line of
+    /// what sous writes on a node.
     func string() -> String? {
         guard case .scalar(let s) = node, !isNull else {
             sink.error(node, path, "expected a text value, found \(isNull ? "nothing" : kind)")
             return nil
         }
-        if s.string.contains("\0") {
-            sink.error(node, path, "contains a NUL character")
+        if let problem = controlCharacterProblem(s.string) {
+            sink.error(node, path, "`\(s.string.escapingControls)` " + problem, hint: Self.controlCharacterHint)
             return nil
         }
         return s.string
     }
+
+    static let controlCharacterHint = "write the value on one line, without escapes such as \\n, \\t or \\0 (a `>` or `|` block ends in a line break: use `>-`)"
 
     func int(range: ClosedRange<Int>? = nil) -> Int? {
         guard case .scalar(let s) = node, let value = Int(s.string.replacingOccurrences(of: "_", with: "")), s.style == .plain else {
@@ -150,6 +159,36 @@ struct YMap {
     }
 }
 
+/// Why a text cannot be a value: it holds a control character (C0 such as CR, LF, NUL or tab, DEL, or C1).
+func controlCharacterProblem(_ text: String) -> String? {
+    guard let c = text.unicodeScalars.first(where: \.isControl) else { return nil }
+    let name = ["\n": "a line feed", "\r": "a carriage return", "\0": "a NUL", "\t": "a tab"][c] ?? "a control character"
+    return "contains \(name) (U+\(String(format: "%04X", c.value))): values must be one line of printable text"
+}
+
+extension Unicode.Scalar {
+    /// C0, DEL and C1: what a terminal, a shell line or an env file line could read as something else.
+    var isControl: Bool { properties.generalCategory == .control }
+}
+
+extension String {
+    /// The text with control characters shown as `\u{A}`, for messages and comments that echo input.
+    var escapingControls: String {
+        guard unicodeScalars.contains(where: \.isControl) else { return self }
+        var out = String.UnicodeScalarView()
+        for s in unicodeScalars {
+            if s.isControl { out.append(contentsOf: "\\u{\(String(s.value, radix: 16, uppercase: true))}".unicodeScalars) } else { out.append(s) }
+        }
+        return String(out)
+    }
+
+    /// The whole text matches the ICU pattern: anchored with `\A…\z`, because `$` also matches before a
+    /// trailing line break (`^x$` accepts "x\n"). Every validating pattern goes through here.
+    func matchesWhole(_ pattern: String) -> Bool {
+        range(of: "\\A(?:" + pattern + ")\\z", options: .regularExpression) != nil
+    }
+}
+
 /// Parses YAML text into a root value, reporting syntax errors with their position.
 func parseYAML(_ text: String, sink: IssueSink) -> YValue? {
     do {
@@ -174,8 +213,16 @@ extension IssueSink {
             issues.append(ConfigIssue(file: file, location: SourceLocation(file: file, line: mark.line, column: mark.column), keyPath: "", problem: "not valid YAML: \(problem)"))
         case .composer(_, let problem, let mark, _):
             issues.append(ConfigIssue(file: file, location: SourceLocation(file: file, line: mark.line, column: mark.column), keyPath: "", problem: "not valid YAML: \(problem)"))
+        case .reader(let problem, let offset, let value, let yaml):
+            // A byte libyaml refuses (a raw control character, invalid UTF-8), at its byte offset.
+            let location = offset.map { offset in
+                let lines = yaml.utf8.prefix(offset).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+                return SourceLocation(file: file, line: lines.count, column: String(decoding: lines.last!, as: UTF8.self).unicodeScalars.count + 1)
+            }
+            issues.append(ConfigIssue(file: file, location: location, keyPath: "", problem: "not valid YAML: \(problem) (U+\(String(format: "%04X", value)))",
+                                      hint: "only printable text, tabs and line breaks may appear in a YAML file; remove the character"))
         case .duplicatedKeysInMapping(let duplicates, let context):
-            issues.append(ConfigIssue(file: file, location: SourceLocation(file: file, line: context.mark.line, column: context.mark.column), keyPath: duplicates.joined(separator: ", "), problem: "duplicate key"))
+            issues.append(ConfigIssue(file: file, location: SourceLocation(file: file, line: context.mark.line, column: context.mark.column), keyPath: duplicates.joined(separator: ", ").escapingControls, problem: "duplicate key"))
         default:
             issues.append(ConfigIssue(file: file, location: nil, keyPath: "", problem: "not valid YAML: \(error)"))
         }

@@ -124,9 +124,19 @@ public enum Checkpoint {
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).reduce(into: [String: Int]()) { out, name in
             out[name] = ((try? FileManager.default.attributesOfItem(atPath: dir + "/" + name))?[.size] as? Int) ?? 0
         }
-        return CheckpointStatus(state: .present, revision: nil, bytes: files.values.reduce(0, +), files: files, problems: [],
+        let index = read("model.safetensors.index.json")
+        let problems = metadataProblem(config: config, index: index).map { [$0] } ?? []
+        return CheckpointStatus(state: problems.isEmpty ? .present : .incomplete, revision: nil, bytes: Checked.sum(files.values) ?? Int.max,
+                                files: files, problems: problems,
                                 quantization: detectQuantization(configJSON: config, hfQuantConfigJSON: read("hf_quant_config.json")),
-                                memTotal: memTotal, configJSON: config, indexJSON: read("model.safetensors.index.json"))
+                                memTotal: memTotal, configJSON: config, indexJSON: index)
+    }
+
+    /// What makes config.json or the index unusable for `fit`: a size no model has (`FitInput.Implausible`).
+    static func metadataProblem(config: String?, index: String?) -> String? {
+        guard let config, let index else { return nil }
+        do { _ = try FitInput(configJSON: config, indexJSON: index, totalMemory: 0) } catch let e as FitInput.Implausible { return e.message } catch {}
+        return nil
     }
 
     /// Reads the status script's output.
@@ -138,10 +148,10 @@ public enum Checkpoint {
         for line in sections[0].split(separator: "\n") {
             let f = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false).map(String.init)
             switch f.first {
-            case "M": memKB = Int(f.count > 1 ? f[1] : "") ?? 0
+            case "M": memKB = Int(f.count > 1 ? f[1] : "").flatMap { (0...(Int.max / 1024)).contains($0) ? $0 : nil } ?? 0
             case "R": revision = f.count > 1 ? f[1] : nil
             case "F" where f.count == 4:
-                files[f[3]] = Int(f[2]) ?? 0
+                files[f[3]] = Int(f[2]).map { max(0, $0) } ?? 0
                 if f[1] == "N" { broken.insert(f[3]) }
             case "H" where f.count == 4:
                 headers[f[3]] = Int(f[1]).flatMap { n in Int(f[2]).map { (n, $0) } }
@@ -166,8 +176,11 @@ public enum Checkpoint {
             status.problems = ["no snapshot for \(repo.revision.map { "revision \($0)" } ?? "refs/main") in \(repo.dir)"]
             return status
         }
-        status.bytes = files.filter { !broken.contains($0.key) }.values.reduce(0, +)
         var problems: [String] = []
+        if let bytes = Checked.sum(files.filter { !broken.contains($0.key) }.values) { status.bytes = bytes } else {
+            status.bytes = Int.max
+            problems.append("the snapshot's file sizes add up past \(Int.max) bytes (implausible)")
+        }
         if files["config.json"] == nil || broken.contains("config.json") { problems.append("config.json is missing") }
         if !tokenizerFiles.contains(where: { files[$0] != nil && !broken.contains($0) }) {
             problems.append("no tokenizer (one of \(tokenizerFiles.joined(separator: ", ")))")
@@ -191,12 +204,17 @@ public enum Checkpoint {
                 status.broken.append(shard)
                 continue
             }
-            let want = 8 + header.length + header.end
+            guard header.length >= 0, header.end >= 0, let want = Checked.sum([8, header.length, header.end]) else {
+                problems.append("\(shard) has an implausible safetensors header (header length \(header.length), data end \(header.end))")
+                status.broken.append(shard)
+                continue
+            }
             if size != want {
                 problems.append("\(shard) is \(size) bytes, its header says \(want) (truncated or still downloading)")
                 status.broken.append(shard)
             }
         }
+        if let problem = metadataProblem(config: config, index: index) { problems.append(problem) }
         for f in corrupt.sorted() where !status.broken.contains(f) {
             problems.append("\(f): its content does not match its hash (corrupt)")
             status.broken.append(f)

@@ -20,36 +20,34 @@
 
 # ── spark-a · head · rank 0 · spark@spark-a.local
 sudo install -d -m 0755 -o spark /var/lib/sous
-cat > /var/lib/sous/serve.yaml <<'SOUS_CONFIG'
-# Written by sous for recipe nemotron-3-super-nvfp4 on cluster two-sparks. Per-node flags are on the command line.
-model: "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4"
-served-model-name: "nvidia/nemotron-3-super"
-tensor-parallel-size: 2
-tool-call-parser: "qwen3_coder"
-enable-auto-tool-choice: true
-reasoning-parser: "nemotron_v3"
-kv-cache-dtype: "fp8"
-max-model-len: 262144
-gpu-memory-utilization: 0.8
-trust-remote-code: true
-enable-chunked-prefill: true
-override-generation-config: "{\"temperature\":1.0,\"top_p\":0.95}"
-max-num-seqs: 8
-max-num-batched-tokens: 16384
-mamba-ssm-cache-dtype: "float32"
-SOUS_CONFIG
+printf '%s\n' \
+  '# Written by sous for recipe nemotron-3-super-nvfp4 on cluster two-sparks. Per-node flags are on the command line.' \
+  'model: "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4"' \
+  'served-model-name: "nvidia/nemotron-3-super"' \
+  'tensor-parallel-size: 2' \
+  'tool-call-parser: "qwen3_coder"' \
+  'enable-auto-tool-choice: true' \
+  'reasoning-parser: "nemotron_v3"' \
+  'kv-cache-dtype: "fp8"' \
+  'max-model-len: 262144' \
+  'gpu-memory-utilization: 0.8' \
+  'trust-remote-code: true' \
+  'enable-chunked-prefill: true' \
+  'override-generation-config: "{\"temperature\":1.0,\"top_p\":0.95}"' \
+  'max-num-seqs: 8' \
+  'max-num-batched-tokens: 16384' \
+  'mamba-ssm-cache-dtype: "float32"' > /var/lib/sous/serve.yaml
 install -m 0600 /dev/null /var/lib/sous/vllm.env
-cat >> /var/lib/sous/vllm.env <<'SOUS_ENV'
-VLLM_HOST_IP=192.168.100.10
-NCCL_SOCKET_IFNAME=enp1s0f1np1
-GLOO_SOCKET_IFNAME=enp1s0f1np1
-TP_SOCKET_IFNAME=enp1s0f1np1
-UCX_NET_DEVICES=enp1s0f1np1
-NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1
-PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-HF_HUB_OFFLINE=1
-SOUS_ENV
-printf 'VLLM_API_KEY=%s\n' "$VLLM_API_KEY" >> /var/lib/sous/vllm.env   # [REDACTED]: export VLLM_API_KEY first
+printf '%s\n' \
+  VLLM_HOST_IP=192.168.100.10 \
+  NCCL_SOCKET_IFNAME=enp1s0f1np1 \
+  GLOO_SOCKET_IFNAME=enp1s0f1np1 \
+  TP_SOCKET_IFNAME=enp1s0f1np1 \
+  UCX_NET_DEVICES=enp1s0f1np1 \
+  NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+  HF_HUB_OFFLINE=1 >> /var/lib/sous/vllm.env
+printf '%s\n' "VLLM_API_KEY=${VLLM_API_KEY:?export VLLM_API_KEY first}" >> /var/lib/sous/vllm.env   # [REDACTED]: export VLLM_API_KEY first
 docker run -d --name sous-vllm \
   --gpus all \
   --network host \
@@ -76,35 +74,33 @@ docker run -d --name sous-vllm \
 
 # ── spark-b · worker · rank 1 · spark@spark-b.local
 sudo install -d -m 0755 -o spark /var/lib/sous
-cat > /var/lib/sous/serve.yaml <<'SOUS_CONFIG'
-# Written by sous for recipe nemotron-3-super-nvfp4 on cluster two-sparks. Per-node flags are on the command line.
-model: "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4"
-served-model-name: "nvidia/nemotron-3-super"
-tensor-parallel-size: 2
-tool-call-parser: "qwen3_coder"
-enable-auto-tool-choice: true
-reasoning-parser: "nemotron_v3"
-kv-cache-dtype: "fp8"
-max-model-len: 262144
-gpu-memory-utilization: 0.8
-trust-remote-code: true
-enable-chunked-prefill: true
-override-generation-config: "{\"temperature\":1.0,\"top_p\":0.95}"
-max-num-seqs: 8
-max-num-batched-tokens: 16384
-mamba-ssm-cache-dtype: "float32"
-SOUS_CONFIG
+printf '%s\n' \
+  '# Written by sous for recipe nemotron-3-super-nvfp4 on cluster two-sparks. Per-node flags are on the command line.' \
+  'model: "nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4"' \
+  'served-model-name: "nvidia/nemotron-3-super"' \
+  'tensor-parallel-size: 2' \
+  'tool-call-parser: "qwen3_coder"' \
+  'enable-auto-tool-choice: true' \
+  'reasoning-parser: "nemotron_v3"' \
+  'kv-cache-dtype: "fp8"' \
+  'max-model-len: 262144' \
+  'gpu-memory-utilization: 0.8' \
+  'trust-remote-code: true' \
+  'enable-chunked-prefill: true' \
+  'override-generation-config: "{\"temperature\":1.0,\"top_p\":0.95}"' \
+  'max-num-seqs: 8' \
+  'max-num-batched-tokens: 16384' \
+  'mamba-ssm-cache-dtype: "float32"' > /var/lib/sous/serve.yaml
 install -m 0600 /dev/null /var/lib/sous/vllm.env
-cat >> /var/lib/sous/vllm.env <<'SOUS_ENV'
-VLLM_HOST_IP=192.168.100.11
-NCCL_SOCKET_IFNAME=enp1s0f1np1
-GLOO_SOCKET_IFNAME=enp1s0f1np1
-TP_SOCKET_IFNAME=enp1s0f1np1
-UCX_NET_DEVICES=enp1s0f1np1
-NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1
-PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-HF_HUB_OFFLINE=1
-SOUS_ENV
+printf '%s\n' \
+  VLLM_HOST_IP=192.168.100.11 \
+  NCCL_SOCKET_IFNAME=enp1s0f1np1 \
+  GLOO_SOCKET_IFNAME=enp1s0f1np1 \
+  TP_SOCKET_IFNAME=enp1s0f1np1 \
+  UCX_NET_DEVICES=enp1s0f1np1 \
+  NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+  HF_HUB_OFFLINE=1 >> /var/lib/sous/vllm.env
 docker run -d --name sous-vllm \
   --gpus all \
   --network host \

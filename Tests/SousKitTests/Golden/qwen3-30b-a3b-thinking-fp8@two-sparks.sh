@@ -3,17 +3,16 @@
 # ── spark-a · head · rank 0 · spark@spark-a.local
 sudo install -d -m 0755 -o spark /var/lib/sous
 install -m 0600 /dev/null /var/lib/sous/vllm.env
-cat >> /var/lib/sous/vllm.env <<'SOUS_ENV'
-VLLM_HOST_IP=192.168.100.10
-NCCL_SOCKET_IFNAME=enp1s0f1np1
-GLOO_SOCKET_IFNAME=enp1s0f1np1
-TP_SOCKET_IFNAME=enp1s0f1np1
-UCX_NET_DEVICES=enp1s0f1np1
-NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1
-PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-HF_HUB_OFFLINE=1
-SOUS_ENV
-printf 'VLLM_API_KEY=%s\n' "$VLLM_API_KEY" >> /var/lib/sous/vllm.env   # [REDACTED]: export VLLM_API_KEY first
+printf '%s\n' \
+  VLLM_HOST_IP=192.168.100.10 \
+  NCCL_SOCKET_IFNAME=enp1s0f1np1 \
+  GLOO_SOCKET_IFNAME=enp1s0f1np1 \
+  TP_SOCKET_IFNAME=enp1s0f1np1 \
+  UCX_NET_DEVICES=enp1s0f1np1 \
+  NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+  HF_HUB_OFFLINE=1 >> /var/lib/sous/vllm.env
+printf '%s\n' "VLLM_API_KEY=${VLLM_API_KEY:?export VLLM_API_KEY first}" >> /var/lib/sous/vllm.env   # [REDACTED]: export VLLM_API_KEY first
 docker run -d --name sous-vllm \
   --gpus all \
   --network host \
@@ -49,16 +48,15 @@ docker run -d --name sous-vllm \
 # ── spark-b · worker · rank 1 · spark@spark-b.local
 sudo install -d -m 0755 -o spark /var/lib/sous
 install -m 0600 /dev/null /var/lib/sous/vllm.env
-cat >> /var/lib/sous/vllm.env <<'SOUS_ENV'
-VLLM_HOST_IP=192.168.100.11
-NCCL_SOCKET_IFNAME=enp1s0f1np1
-GLOO_SOCKET_IFNAME=enp1s0f1np1
-TP_SOCKET_IFNAME=enp1s0f1np1
-UCX_NET_DEVICES=enp1s0f1np1
-NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1
-PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-HF_HUB_OFFLINE=1
-SOUS_ENV
+printf '%s\n' \
+  VLLM_HOST_IP=192.168.100.11 \
+  NCCL_SOCKET_IFNAME=enp1s0f1np1 \
+  GLOO_SOCKET_IFNAME=enp1s0f1np1 \
+  TP_SOCKET_IFNAME=enp1s0f1np1 \
+  UCX_NET_DEVICES=enp1s0f1np1 \
+  NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+  HF_HUB_OFFLINE=1 >> /var/lib/sous/vllm.env
 docker run -d --name sous-vllm \
   --gpus all \
   --network host \
