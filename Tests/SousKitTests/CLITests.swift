@@ -9,6 +9,37 @@ func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) 
 }
 
 @Suite struct CLITests {
+    /// Non-finite, zero and absurd durations are bad input (exit 2), never a crash.
+    @Test(arguments: ["nan", "inf", "1e300", "-5", "0", "5d"])
+    func aBadDurationIsBadInput(_ value: String) throws {
+        let r = try run(sousBinary, ["up", "--recipe", "nemotron-3-super-nvfp4", "--inventory", "inventory/two-sparks.yaml", "--timeout", value],
+                        cwd: repoRoot)
+        #expect(r.status == 2, "\(r.err)")
+        #expect(r.err.contains("--timeout"), "\(r.err)")
+    }
+
+    /// A full disk where the new key goes: rotate-key stops before it touches the cluster, and says so.
+    @Test(.enabled(if: getuid() == 0, "mounts a tmpfs")) func aKeyThatCannotBeWrittenStopsTheRotationFirst() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sous-full-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        _ = try sh("mount -t tmpfs -o size=16k tmpfs '\(dir)' && (dd if=/dev/zero of='\(dir)/fill' bs=4k 2>/dev/null || true)")
+        defer { _ = try? sh("umount '\(dir)'; rmdir '\(dir)'") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: sousBinary)
+        p.arguments = ["rotate-key", "--recipe", "nemotron-3-super-nvfp4", "--inventory", "inventory/two-sparks.yaml", "--key-file", dir + "/new.key"]
+        p.currentDirectoryURL = URL(fileURLWithPath: repoRoot)
+        p.environment = ["VLLM_API_KEY": "old-key-1234", "PATH": "/usr/bin:/bin"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 2, "\(text)")
+        #expect(text.contains("cannot write the new key to \(dir)/new.key") && text.contains("nothing was changed"), "\(text)")
+        #expect(!text.contains("connect"), "it went on to the nodes: \(text)")
+    }
+
     @Test func renderTheSeedsPair() throws {
         let r = try sous(["render", "--recipe", "recipes/nemotron-3-super-nvfp4.yaml", "--inventory", "inventory/two-sparks.yaml"])
         #expect(r.status == 0)

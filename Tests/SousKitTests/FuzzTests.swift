@@ -134,18 +134,7 @@ struct ScriptRun {
 /// outcome is refused with located errors, or renders a script whose every word is one word (run by `sh`
 /// with `docker` stubbed, against the JSON render). No crash, no hang.
 @Suite struct FuzzTests {
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E3779B97F4A7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-            z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-        mutating func pick<T>(_ xs: [T]) -> T { xs[below(xs.count)] }
-    }
+    typealias Random = SeededRandom
 
     static func files(_ dir: String) -> [(path: String, text: String)] {
         shippedFiles(dir).map { ("\(dir)/\($0)", (try? String(contentsOfFile: repoPath("\(dir)/\($0)"), encoding: .utf8)) ?? "") }

@@ -67,6 +67,21 @@ import Testing
         #expect(JournalOps.parse(c.journal).entries.last?.verifiedImage == c.inv.image)
     }
 
+    /// Ctrl-C while the new image starts: the roll goes back to the old one (its preflight and pull are not
+    /// stoppable then: the way back is what the interruption asks for), releases the lock, says so.
+    @Test func anInterruptedRollGoesBackAndUnlocks() async throws {
+        let c = try FakeCluster()
+        try c.converge()
+        let interruption = Interruption()
+        let reporter = RecordingReporter()
+        reporter.onStep = { if $0 == "start.head" { interruption.request(SIGTERM) } }
+        let r = try await c.roll(to: "vllm/vllm-openai:v0.25.0", reporter: reporter, interruption: interruption).run()
+        #expect(r.outcome == .rolledBack, "\(r.cause ?? "")")
+        #expect(r.cause == "interrupted while vllm/vllm-openai:v0.25.0 started")
+        #expect(c.ranks.values.allSatisfy { $0.image == c.inv.image && $0.running })
+        #expect(c.lock == nil)
+    }
+
     @Test func aGoodRollIsVerified() async throws {
         let c = try FakeCluster()
         try c.converge()

@@ -77,7 +77,11 @@ public final class ScriptedTransport: Transport, @unchecked Sendable {
         let node_: Node
         init(node: Node) { node_ = node }
         var node: NodeSpec { node_.spec }
-        func run(_ command: RemoteCommand) async throws -> CommandResult { node_.answer(command) }
+        func run(_ command: RemoteCommand) async throws -> CommandResult {
+            // As the SSH transport does: a stoppable command ends at once when Ctrl-C was asked for.
+            if let stop = command.stopsOn { try stop.check(command.argv.first ?? "command", node: node.name, state: "stopped waiting") }
+            return node_.answer(command)
+        }
         func upload(_ data: Data, to path: String, mode: Int, sudo: Bool) async throws { node_.store(data, path, mode) }
         func close() async {}
     }

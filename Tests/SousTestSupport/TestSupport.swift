@@ -52,18 +52,27 @@ public func runSous(_ args: [String], env: String = "", cwd: String = repoRoot) 
     return ((try? String(contentsOfFile: tmp + ".out", encoding: .utf8)) ?? "", (try? String(contentsOfFile: tmp + ".err", encoding: .utf8)) ?? "", status)
 }
 
-/// Random and hostile strings, reproducible from a seed: quotes, $( ), backticks, newlines, globs,
-/// combining marks after a quote, non-ASCII.
-public struct HostileStrings {
+/// splitmix64: the same numbers from the same seed on every machine, for tests that fuzz.
+public struct SeededRandom {
     var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(state: UInt64) { self.state = state }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E3779B97F4A7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
         z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
         return z ^ (z >> 31)
     }
+    public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    public mutating func pick<T>(_ xs: [T]) -> T { xs[below(xs.count)] }
+}
+
+/// Random and hostile strings, reproducible from a seed: quotes, $( ), backticks, newlines, globs,
+/// combining marks after a quote, non-ASCII.
+public struct HostileStrings {
+    var random: SeededRandom
+    public init(seed: UInt64) { random = SeededRandom(state: seed) }
+    mutating func next() -> UInt64 { random.next() }
     static let pieces = ["'", "\"", "\\", "$(", ")", "`", "$", "${x}", "\n", "\t", " ", "*", "?", "[a]", "~", "!", "#",
                          ";", "&", "|", "<", ">", "=", "-", "--x", "%", "{,}", "é", "漢字", "🚀", "\u{7f}", "\r", "\u{1}", "'\\''", "'\u{301}"]
     public mutating func string() -> String {

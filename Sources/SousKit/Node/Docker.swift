@@ -11,7 +11,7 @@ public enum DockerOps {
     }
 
     public static func pull(_ image: String) -> RemoteCommand {
-        RemoteCommand(["docker", "pull", image], timeout: .seconds(3600)).stoppable()
+        RemoteCommand(["docker", "pull", image], timeout: .seconds(3600))
     }
 
     /// `docker run -d …` exactly as `sous render` prints it.

@@ -15,7 +15,7 @@ public enum PreflightOps {
         done
         awk -v f="$f" '/^MemTotal/ {t=$2} /^MemAvailable/ {a=$2} END { if (a < f * t) { printf "only %.0f GiB of %.0f GiB free; the recipe takes %.0f%%\\n", a/1048576, t/1048576, f*100; exit 15 } }' /proc/meminfo
         """
-        return .shell(script, args: [interface, String(memoryFraction)] + peers, timeout: .seconds(30)).stoppable()
+        return .shell(script, args: [interface, String(memoryFraction)] + peers, timeout: .seconds(30))
     }
 }
 

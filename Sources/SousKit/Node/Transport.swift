@@ -30,8 +30,8 @@ public struct RemoteCommand: Sendable, CustomStringConvertible {
     /// What identifies the command for a test double and the log: argv and sudo (stdin is data, not identity).
     public var key: String { (sudo ? "sudo " : "") + argv.joined(separator: " ") }
 
-    /// This command, stoppable by Ctrl-C while it runs (see `stopsOn`).
-    public func stoppable(by interruption: Interruption = .shared) -> RemoteCommand {
+    /// This command, stoppable by Ctrl-C while it runs (see `stopsOn`); nil leaves it waited for (a rollback's).
+    public func stoppable(by interruption: Interruption?) -> RemoteCommand {
         var c = self
         c.stopsOn = interruption
         return c

@@ -85,9 +85,9 @@ public struct RollRunner: Sendable {
         // Pre-pull while the old engine keeps serving; one image ID everywhere.
         let clock = ContinuousClock(), t = clock.now
         try await lock.renew(covering: .seconds(3700))
-        let image = newImage
+        let image = newImage, stop = interruption
         let ids = try await onEveryNode(inventory.nodes, sessions, step: "pre-pull") { node, s -> String in
-            let pull = try await s.run(DockerOps.pull(image))
+            let pull = try await s.run(DockerOps.pull(image).stoppable(by: stop))
             if !pull.ok { throw StepFailure(step: "pre-pull", node: node.name, cause: pull.tail(3), hint: "check the image name", exitCode: .checkFailed) }
             return try await s.run(DockerOps.imageID(image)).value
         }

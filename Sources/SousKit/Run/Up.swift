@@ -116,6 +116,9 @@ final class UpContext: @unchecked Sendable {
         (try? await session(node).run(DockerOps.logs(tail: lines)))?.combined
     }
 
+    /// Ctrl-C stops a stoppable command at once only while the operation may be interrupted.
+    var stopsOn: Interruption? { runner.interruptible ? runner.interruption : nil }
+
     func everyNode<T: Sendable>(_ step: String, _ body: @escaping @Sendable (NodeSpec, NodeSession) async throws -> T) async throws -> [String: T] {
         try await onEveryNode(inv.nodes, sessions, step: step, body)
     }
@@ -155,9 +158,9 @@ extension UpRunner {
 
     /// Read-only; stops at the first node that cannot run the engine.
     static func preflight(_ c: UpContext) async throws -> (StepStatus, String) {
-        let peers = c.inv.nodes.map(\.interconnectIP), iface = c.inv.interface, f = c.d.engine.gpuMemoryUtilization
+        let peers = c.inv.nodes.map(\.interconnectIP), iface = c.inv.interface, f = c.d.engine.gpuMemoryUtilization, stop = c.stopsOn
         _ = try await c.everyNode("preflight") { node, s in
-            let r = try await s.run(PreflightOps.check(interface: iface, memoryFraction: f, peers: peers.filter { $0 != node.interconnectIP }))
+            let r = try await s.run(PreflightOps.check(interface: iface, memoryFraction: f, peers: peers.filter { $0 != node.interconnectIP }).stoppable(by: stop))
             if !r.ok { throw StepFailure(step: "preflight", node: node.name, cause: r.tail(), hint: "fix it on \(node.name), then run sous up again", exitCode: .checkFailed) }
         }
         return (.ok, "sudo, docker, GPU, interconnect, memory")
@@ -203,11 +206,11 @@ extension UpRunner {
 
     /// Pulls in parallel; the same image ID everywhere.
     static func pull(_ c: UpContext) async throws -> (StepStatus, String) {
-        let inv = c.inv
+        let inv = c.inv, stop = c.stopsOn
         let ids = try await c.everyNode("pull") { node, s -> (String, Bool) in
             let have = try await s.run(DockerOps.imageID(inv.image))
             if have.ok { return (have.value, false) }
-            let pull = try await s.run(DockerOps.pull(inv.image))
+            let pull = try await s.run(DockerOps.pull(inv.image).stoppable(by: stop))
             if !pull.ok { throw StepFailure(step: "pull", node: node.name, cause: pull.tail(3), hint: "check `image` in \(inv.file) and the node's registry access", exitCode: .checkFailed) }
             return (try await s.run(DockerOps.imageID(inv.image)).value, true)
         }
