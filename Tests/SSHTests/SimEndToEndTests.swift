@@ -241,7 +241,8 @@ import SousTestSupport
     }
 
     @Test func theWorkersSshdKilledMidRollIsAClearFailure() throws {
-        #expect(try up().status == 0)
+        let first = try up()
+        #expect(first.status == 0, "\(first.out)\n\(first.err)")
         // A slow-loading new image keeps the roll in its wait step while the worker's sshd dies.
         let out = NSTemporaryDirectory() + "sous-roll-\(UUID().uuidString)"
         let quoted = try ([sousBinary, "roll", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory,

@@ -48,16 +48,9 @@ public struct StepRunner: Sendable {
     public var lock: ClusterLock.Holder?
     public var interruption: Interruption = .shared
 
-    final class Records: @unchecked Sendable {
-        private let mutex = NSLock()
-        private var list: [StepRecord] = []
-        func add(_ r: StepRecord) { mutex.lock(); list.append(r); mutex.unlock() }
-        var all: [StepRecord] { mutex.lock(); defer { mutex.unlock() }; return list }
-    }
-
     /// The records of every step that ran, in order, including the failed one.
     public func run<C>(_ steps: [Step<C>], _ context: C) async throws -> [StepRecord] {
-        let records = Records()
+        var records: [StepRecord] = []
         let clock = ContinuousClock()
         for step in steps {
             let start = clock.now
@@ -66,17 +59,17 @@ public struct StepRunner: Sendable {
                 try await lock?.renew(covering: step.budget)
                 let (status, detail) = try await step.apply(context)
                 let elapsed = clock.now - start
-                records.add(StepRecord(step: step.id, status: status, detail: detail, seconds: (elapsed.seconds * 1000).rounded() / 1000))
+                records.append(StepRecord(step: step.id, status: status, detail: detail, seconds: (elapsed.seconds * 1000).rounded() / 1000))
                 reporter.step(step.id, status, detail, elapsed: elapsed)
             } catch {
                 let failure = StepFailure.wrap(error, step: step.id, node: nil)
                 let elapsed = clock.now - start
-                records.add(StepRecord(step: step.id, status: .failed, detail: failure.cause, seconds: (elapsed.seconds * 1000).rounded() / 1000))
+                records.append(StepRecord(step: step.id, status: .failed, detail: failure.cause, seconds: (elapsed.seconds * 1000).rounded() / 1000))
                 if failure.exitCode != .interrupted { reporter.step(step.id, .failed, failure.node ?? "", elapsed: elapsed) }
-                throw StepsFailed(failure: failure, records: records.all)
+                throw StepsFailed(failure: failure, records: records)
             }
         }
-        return records.all
+        return records
     }
 
     /// A step failed: the failure and every record up to it (a roll reads the serving gap from them).
