@@ -36,7 +36,7 @@ import Testing
         let lease = Lease.mine(what: "x", ttl: .seconds(5))
         let all: [RemoteCommand] = [
             DockerOps.imageID("i"), DockerOps.pull("i"), DockerOps.remove(), DockerOps.current(), DockerOps.state(), DockerOps.configImage(),
-            DockerOps.args(), DockerOps.inspect(), DockerOps.logs(tail: 3), DockerOps.startupArgsLine(), DockerOps.status(),
+            DockerOps.args(), DockerOps.inspect(), DockerOps.logs(tail: 3), DockerOps.startupArgsLine(),
             PreflightOps.check(interface: "e", memoryFraction: 0.5, peers: []), EnvFileOps.state(), EnvFileOps.makeStateDir(owner: "u"),
             HardenOps.sshUnit(), HardenOps.sshdState(unit: "ssh"), HardenOps.restartSSHD(unit: "ssh"), HardenOps.earlyoomState(),
             HardenOps.installEarlyoom(), HardenOps.startEarlyoom(restart: true), StatusOps.read(), LinkOps.reach(interface: "e", peers: []),

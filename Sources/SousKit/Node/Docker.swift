@@ -66,11 +66,6 @@ public enum DockerOps {
         .shell("docker logs \"$1\" 2>&1 | grep -m1 'non-default args'", args: [container], timeout: .seconds(60))
     }
 
-    /// Running, image and a state word, for `sous status`.
-    public static func status() -> RemoteCommand {
-        RemoteCommand(["docker", "inspect", "--format", "{{.State.Status}} {{.Config.Image}}", container], timeout: .seconds(30))
-    }
-
     /// The parsed `docker inspect --format {{json .}}`, as `sous audit` compares it.
     public static func parseInspect(_ r: CommandResult, node: NodeSpec, checkpointQuantization: String?) -> RunningNode {
         guard r.ok, let obj = try? JSONSerialization.jsonObject(with: r.stdout) as? [String: Any] else {

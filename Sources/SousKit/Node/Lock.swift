@@ -38,7 +38,7 @@ public struct Lease: Codable, Sendable, Equatable {
     }
 
     /// Why a lock found on the head may be taken over, or nil while its holder may still be working.
-    public static func staleness(_ text: String, now: Date = Date(), processAlive: (Int32) -> Bool = Lease.processAlive) -> String? {
+    public static func staleness(_ text: String, now: Date = Date(), processAlive: (Int32) -> Bool = Local.alive) -> String? {
         guard let lease = try? JSONDecoder().decode(Lease.self, from: Data(text.utf8)) else {
             return text.isEmpty ? "the lock file is empty (a write cut short, e.g. a full disk)" : "the lock file is not a lease sous wrote"
         }
@@ -48,8 +48,6 @@ public struct Lease: Codable, Sendable, Equatable {
         }
         return nil
     }
-
-    public static func processAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno != ESRCH }
 }
 
 /// The cluster lock: every command that changes a node holds it, from before its first change to after its last.

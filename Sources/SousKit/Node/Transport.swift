@@ -153,11 +153,12 @@ public protocol Transport: Sendable {
     func connect(_ node: NodeSpec) async throws -> NodeSession
 }
 
-/// Connects to every node at once, runs `body` with the open sessions, and closes them all afterwards,
-/// whether `body` succeeds or throws. A node that cannot be reached is reported through `onUnreachable`.
-public func withSessions<T: Sendable>(_ nodes: [NodeSpec], transport: Transport,
-                                      onUnreachable: (NodeSpec, any Error) throws -> Never,
+/// Connects to every node at once, runs `body` with the open sessions, and closes them all afterwards, whether
+/// `body` succeeds or throws. A node that cannot be reached fails the operation before anything runs (reported
+/// as the `connect` step).
+public func withSessions<T: Sendable>(_ nodes: [NodeSpec], transport: Transport, reporter: Reporter,
                                       _ body: ([String: NodeSession]) async throws -> T) async throws -> T {
+    let clock = ContinuousClock(), t = clock.now
     let connected = await fanOut(nodes) { try await transport.connect($0) }
     var sessions: [String: NodeSession] = [:]
     for o in connected { if case .success(let s) = o.result { sessions[o.node.name] = s } }
@@ -165,8 +166,10 @@ public func withSessions<T: Sendable>(_ nodes: [NodeSpec], transport: Transport,
     if let failed = connected.first(where: { if case .failure = $0.result { return true } else { return false } }),
        case .failure(let e) = failed.result {
         await closeAll()
-        try onUnreachable(failed.node, e)
+        reporter.step("connect", .failed, failed.node.name, elapsed: clock.now - t)
+        throw StepFailure.unreachable(failed.node, e)
     }
+    reporter.step("connect", .ok, "\(sessions.count) nodes", elapsed: clock.now - t)
     do {
         let value = try await body(sessions)
         await closeAll()

@@ -26,7 +26,7 @@ public enum Harden {
     }
 
     static func record(_ name: String, _ status: StepStatus, _ detail: String, since start: ContinuousClock.Instant) -> StepRecord {
-        StepRecord(step: name, status: status, detail: detail, seconds: ((ContinuousClock.now - start).seconds * 1000).rounded() / 1000)
+        StepRecord(step: name, status: status, detail: detail, elapsed: ContinuousClock.now - start)
     }
 
     /// sshd: the drop-in present and the running sshd at -1000.

@@ -26,6 +26,14 @@ public struct StepRecord: Sendable, Codable, Equatable {
     public var status: StepStatus
     public var detail: String
     public var seconds: Double
+
+    /// A record of a step that took `elapsed`, to the millisecond.
+    public init(step: String, status: StepStatus, detail: String, elapsed: Duration) {
+        self.step = step
+        self.status = status
+        self.detail = detail
+        seconds = (elapsed.seconds * 1000).rounded() / 1000
+    }
 }
 
 /// One step of an operation, as a value: what `sous plan` prints about it, how long it may take (the cluster
@@ -59,12 +67,12 @@ public struct StepRunner: Sendable {
                 try await lock?.renew(covering: step.budget)
                 let (status, detail) = try await step.apply(context)
                 let elapsed = clock.now - start
-                records.append(StepRecord(step: step.id, status: status, detail: detail, seconds: (elapsed.seconds * 1000).rounded() / 1000))
+                records.append(StepRecord(step: step.id, status: status, detail: detail, elapsed: elapsed))
                 reporter.step(step.id, status, detail, elapsed: elapsed)
             } catch {
                 let failure = StepFailure.wrap(error, step: step.id, node: nil)
                 let elapsed = clock.now - start
-                records.append(StepRecord(step: step.id, status: .failed, detail: failure.cause, seconds: (elapsed.seconds * 1000).rounded() / 1000))
+                records.append(StepRecord(step: step.id, status: .failed, detail: failure.cause, elapsed: elapsed))
                 if failure.exitCode != .interrupted { reporter.step(step.id, .failed, failure.node ?? "", elapsed: elapsed) }
                 throw StepsFailed(failure: failure, records: records)
             }
@@ -96,11 +104,6 @@ public func onEveryNode<T: Sendable>(_ nodes: [NodeSpec], _ sessions: [String: N
         }
     }
     return values
-}
-
-extension Inventory {
-    /// The head's API base URL (an IPv6 head in brackets).
-    public var baseURL: String { Endpoint.baseURL(host: head.host, port: port) }
 }
 
 /// A reporter that says nothing (read-only helpers).

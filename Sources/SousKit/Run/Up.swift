@@ -103,7 +103,6 @@ final class UpContext: @unchecked Sendable {
 
     var d: Deployment { runner.deployment }
     var inv: Inventory { runner.deployment.inventory }
-    var head: NodeSession { sessions[inv.head.name]! }
     func session(_ n: NodeSpec) -> NodeSession { sessions[n.name]! }
 
     /// Runs one command on one node; a lost connection fails `step` naming the node.
@@ -342,19 +341,5 @@ extension UpRunner {
                               logTail: await c.logTail(inv.head, 10), hint: "sous validate --base-url \(inv.baseURL) --model \(d.recipe.servedModelName) shows every check", exitCode: .checkFailed)
         }
         return (.ok, "\(checks.count)/\(checks.count) checks" + (hasFingerprint ? "" : "; vLLM \(version!) has no system_fingerprint: \(topology)"))
-    }
-}
-
-/// Connects to every node at once, runs `body` with the open sessions, and closes them all afterwards. A node
-/// that cannot be reached fails the operation before anything runs (reported as the `connect` step).
-public func withSessions<T: Sendable>(_ nodes: [NodeSpec], transport: Transport, reporter: Reporter,
-                                      _ body: ([String: NodeSession]) async throws -> T) async throws -> T {
-    let clock = ContinuousClock(), t = clock.now
-    return try await withSessions(nodes, transport: transport, onUnreachable: { node, e in
-        reporter.step("connect", .failed, node.name, elapsed: clock.now - t)
-        throw StepFailure.unreachable(node, e)
-    }) { sessions in
-        reporter.step("connect", .ok, "\(sessions.count) nodes", elapsed: clock.now - t)
-        return try await body(sessions)
     }
 }

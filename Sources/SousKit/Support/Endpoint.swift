@@ -39,3 +39,8 @@ public enum Endpoint {
         return "[\(address)\(escapedZone)]"
     }
 }
+
+extension Inventory {
+    /// The head's API base URL (an IPv6 head in brackets).
+    public var baseURL: String { Endpoint.baseURL(host: head.host, port: port) }
+}

@@ -255,7 +255,7 @@ public struct ModelSync: Sendable {
         let target = "\(t.user)@\(t.interconnectIP)"
         let probe = try await src.run(HFCacheOps.rsyncBothEnds(ssh: ssh, target: target))
         let totalText = try await src.run(HFCacheOps.size(from.dir))
-        let total = Int(totalText.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
+        let total = Int(totalText.value)
         guard probe.ok else {
             // The nodes cannot log in to each other (or lack rsync): the bytes go through sous instead.
             let why = probe.exitStatus == 5 ? "rsync is not installed on \(src.node.name)"
@@ -330,7 +330,7 @@ public struct ModelSync: Sendable {
                                           state: "the \(phase) goes on on \(job.session.node.name); run the same command again to follow it")
             let state = try await job.state(wait: pollInterval)
             let m = try await target.run(measure)
-            let bytes = Int(m.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            let bytes = Int(m.value) ?? 0
             if first == nil { first = bytes }
             let elapsed = (clock.now - start).seconds
             onProgress(TransferProgress(node: target.node.name, phase: phase, done: bytes, total: total, estimated: estimated,
