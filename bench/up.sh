@@ -11,7 +11,7 @@ dir=$(mktemp -d /tmp/sous-bench-up-XXXX)
 trap '$SOUS sim down --dir $dir >/dev/null; rm -rf $dir' EXIT
 export VLLM_API_KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export XDG_STATE_HOME=$dir/state
-$SOUS sim up --dir $dir --load-seconds $LOAD --pull-seconds 0.5 >/dev/null
+$SOUS sim up --dir $dir --load-seconds $LOAD >/dev/null
 for run in cold warm; do
   s=$(date +%s%N)
   $SOUS up --recipe nemotron-3-super-nvfp4 --inventory $dir/sim.yaml --json > $dir/$run.json 2> $dir/$run.err || { cat $dir/$run.err; exit 1; }

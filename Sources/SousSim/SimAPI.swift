@@ -21,6 +21,19 @@ public enum SimFault: String, Sendable, CaseIterable {
     case noNodeSSH = "no-node-ssh"
     /// The node has no Hugging Face CLI on the host (only the one inside the image).
     case noHostHF = "no-host-hf"
+    /// A power cycle: every process of the node killed, then the node boots again on the same disk (dockerd
+    /// brings back the containers whose restart policy says so). Happens once; there is nothing to switch off.
+    case reboot
+    /// The node's Docker daemon is gone (the CLI cannot reach its socket); --off starts it again.
+    case dockerDown = "docker-down"
+    /// The node's Docker data root is full: a pull fails with the daemon's own ENOSPC error.
+    case diskFull = "disk-full"
+    /// The node has no RDMA device nodes (/dev/infiniband is empty), as without the ConnectX-7 driver.
+    case noRDMA = "no-rdma"
+    /// The simulation's registry is gone (every node; the node named is ignored).
+    case registryDown = "registry-down"
+    /// The registry accepts connections but never answers: a pull stalls (every node).
+    case registryStall = "registry-stall"
 }
 
 /// The OpenAI-compatible behaviour of the simulated vLLM head, as a pure function of the request.

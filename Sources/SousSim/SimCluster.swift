@@ -31,9 +31,10 @@ public struct SimLayout: Sendable {
 /// The simulation's lifecycle: nodes up (namespaces, mounts, sshd, the hub), faults, and down.
 public enum SimCluster {
     /// Starts `nodes` simulated nodes and writes an inventory for them; returns the lines to print.
-    public static func up(_ l: SimLayout, nodes: Int, inventory inventoryPath: String, loadSeconds: Double, pullSeconds: Double, shardBytes: Int, downloadRate: Int) throws -> [String] {
+    public static func up(_ l: SimLayout, nodes: Int, inventory inventoryPath: String, loadSeconds: Double, shardBytes: Int, downloadRate: Int) throws -> [String] {
         guard (1...8).contains(nodes) else { throw UsageError("--nodes must be 1…8") }
-        for tool in ["/usr/sbin/sshd", "/usr/bin/sudo", "/usr/bin/unshare", "/usr/bin/ssh-keygen"] where !FileManager.default.isExecutableFile(atPath: tool) {
+        for tool in ["/usr/sbin/sshd", "/usr/bin/sudo", "/usr/bin/unshare", "/usr/bin/nsenter", "/usr/bin/ssh-keygen", "/usr/sbin/dockerd", "/usr/bin/docker",
+                     "/usr/bin/docker-registry", "/bin/busybox"] where !FileManager.default.isExecutableFile(atPath: tool) {
             throw UsageError("\(tool) is missing", hint: "bash scripts/install-deps")
         }
         _ = teardown(l)
@@ -43,6 +44,9 @@ public enum SimCluster {
         try Local.sh("ip route replace unreachable \(SimLayout.range)")
         try Local.sh("ip link add \(SimLayout.bridge) type bridge && ip link set \(SimLayout.bridge) mtu 9000 && ip addr add 10.213.0.1/24 dev \(SimLayout.bridge) && ip link set \(SimLayout.bridge) up")
         try Local.sh("id -u \(SimLayout.user) >/dev/null 2>&1 || { useradd -m -s /bin/bash \(SimLayout.user) && usermod -p '*' \(SimLayout.user); }")
+        // As on a DGX Spark, the login user runs docker without sudo: it is in the docker group (Debian's docker.io
+        // makes the group; dockerd gives its socket to it).
+        try Local.sh("getent group docker >/dev/null || groupadd -r docker; usermod -aG docker \(SimLayout.user)")
         try "\(SimLayout.user) ALL=(ALL) NOPASSWD:ALL\n".write(toFile: "/etc/sudoers.d/sous-sim", atomically: true, encoding: .utf8)
         try Local.sh("chmod 0440 /etc/sudoers.d/sous-sim && mkdir -p /run/sshd && chmod 0755 /run/sshd && mkdir -p \(SimLayout.hfCache) && chown -R \(SimLayout.user): /home/\(SimLayout.user)/.cache")
         if !fm.fileExists(atPath: l.clientKey) { try Local.run("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "sous-sim", "-f", l.clientKey]) }
@@ -52,6 +56,9 @@ public enum SimCluster {
             try Local.sh("chown \(SimLayout.user): \(SimLayout.nodeKey) \(SimLayout.nodeKey).pub")
         }
         try Local.sh("chmod 0755 '\(l.dir)'")
+        // The registry and the images it offers (built once, kept under /var/cache/sous between simulations).
+        _ = try SimRegistry.start(l)
+        let built = try SimRegistry.ensureImages(l, tags: SimRegistry.tags)
         // The stand-in hub, and the one token that opens its gated repositories.
         // Written every time (the same bytes, the same revision), so a hub from an older sous is never stale.
         for repo in SimHub.repos { try SimHub.write(repo, to: l.hub, shardBytes: shardBytes) }
@@ -63,16 +70,22 @@ public enum SimCluster {
         for i in 1...nodes {
             let name = l.nodeName(i), ns = l.namespace(name), nd = l.nodeDir(name), addr = l.address(i)
             // A fresh node every time: no images, containers, env files or faults from an earlier run.
-            for old in ["var-lib", "etc-systemd-system", "etc-default", "hf-cache"] { try? fm.removeItem(atPath: "\(nd)/\(old)") }
-            for sub in ["etc-systemd-system", "etc-default", "var-lib/sous-sim/faults", "var-lib/sous-sim/docker/containers", "usr-local-bin", "hf-cache", "var-lib-dpkg", "var-lib-apt", "authorized"] {
+            for old in ["var-lib", "etc-systemd-system", "etc-default", "etc-docker", "usr-local-bin", "hf-cache"] { _ = try? Local.run("/bin/rm", ["-rf", "\(nd)/\(old)"]) }
+            for sub in ["etc-systemd-system", "etc-default", "etc-docker", "dev", "var-lib/sous-sim/faults",
+                        "usr-local-bin", "hf-cache", "var-lib-dpkg", "var-lib-apt", "authorized"] {
                 try fm.createDirectory(atPath: "\(nd)/\(sub)", withIntermediateDirectories: true)
             }
             // The modelled tools: links to a copy of this binary, told apart by their name.
             let tools = "\(nd)/usr-local-bin/sous-sim-tools"
             try? fm.removeItem(atPath: tools)
             try fm.copyItem(atPath: Local.selfExecutable, toPath: tools)
-            for t in ["docker", "nvidia-smi", "systemctl", "ibdev2netdev", "hf", "huggingface-cli"] { try? fm.removeItem(atPath: "\(nd)/usr-local-bin/\(t)"); try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools") }
-            let config = ["load_seconds": loadSeconds, "pull_seconds": pullSeconds, "node": name, "sshd_pid_file": "\(nd)/sshd.pid",
+            for t in ["nvidia-smi", "systemctl", "ibdev2netdev", "hf", "huggingface-cli", "sous-sim-runc", "nvidia-container-runtime-hook"] {
+                try? fm.removeItem(atPath: "\(nd)/usr-local-bin/\(t)")
+                try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools")
+            }
+            try SimRuntime.writeEngineDir(nd, tools: tools)
+            try SimNode.daemonJSON(node: name, registry: SimRegistry.address).write(to: URL(fileURLWithPath: "\(nd)/etc-docker/daemon.json"))
+            let config = ["load_seconds": loadSeconds, "node": name, "sshd_pid_file": "\(nd)/sshd.pid",
                           "hub": l.hub, "download_bytes_per_second": downloadRate] as [String: Any]
             // sshd reads authorized keys as the login user: the directory must be traversable by it.
             try writeAuthorized(l, name, nodeSSH: true)
@@ -93,22 +106,7 @@ public enum SimCluster {
                 + " && ip link set \(l.veth(i)) master \(SimLayout.bridge) up && ip -n \(ns) addr add \(addr)/24 dev \(SimLayout.interface)"
                 + " && ip link set \(l.veth(i)) mtu 9000 && ip -n \(ns) link set \(SimLayout.interface) mtu 9000"
                 + " && ip -n \(ns) link set \(SimLayout.interface) up && ip -n \(ns) link set lo up")
-            // The node's own mount namespace: its /etc/systemd/system, /etc/default, /var/lib (with the host's
-            // package database bound back in, so apt works), /usr/local/bin and HF cache.
-            let mounts = [
-                "mount --bind \(nd)/etc-systemd-system /etc/systemd/system",
-                "mount --bind \(nd)/etc-default /etc/default",
-                "mount --bind /var/lib/dpkg \(nd)/var-lib-dpkg", "mount --bind /var/lib/apt \(nd)/var-lib-apt",
-                "mount --bind \(nd)/var-lib /var/lib",
-                "mkdir -p /var/lib/dpkg /var/lib/apt", "mount --bind \(nd)/var-lib-dpkg /var/lib/dpkg", "mount --bind \(nd)/var-lib-apt /var/lib/apt",
-                "mount --bind \(nd)/usr-local-bin /usr/local/bin",
-                "mount --bind \(nd)/hf-cache \(SimLayout.hfCache)",
-                "mount --bind \(nd)/hosts /etc/hosts",
-                "mount --bind \(nd)/meminfo /proc/meminfo",
-                "hostname \(name)", "exec /usr/sbin/sshd -D -f \(nd)/sshd_config -E \(nd)/sshd.log",
-            ].joined(separator: " && ")
-            let pid = try Local.spawn("/usr/sbin/ip", ["netns", "exec", ns, "unshare", "--mount", "--uts", "--propagation", "private", "/bin/sh", "-c", mounts],
-                                      output: "\(nd)/node.log", detach: true)
+            let pid = try SimNode.boot(l, name: name)
             state.append(["name": name, "namespace": ns, "veth": l.veth(i), "address": addr, "pid": Int(pid)])
             let keyLine = try String(contentsOfFile: hostKey + ".pub", encoding: .utf8).split(separator: " ").prefix(2).joined(separator: " ")
             known += "\(addr) \(keyLine)\n"
@@ -143,7 +141,8 @@ public enum SimCluster {
 
         """.write(toFile: inventoryPath, atomically: true, encoding: .utf8)
         let elapsed = clock.now - start
-        return ["sim: \(nodes) node\(nodes == 1 ? "" : "s") up in \(String(format: "%.1f", elapsed.seconds)) s: " + (1...nodes).map { "\(l.nodeName($0)) \(l.address($0))" }.joined(separator: ", "),
+        return ["registry: \(SimRegistry.address), \(SimRegistry.tags.count) images (\(built == 0 ? "all cached" : "\(built) built"))",
+                "sim: \(nodes) node\(nodes == 1 ? "" : "s") up in \(String(format: "%.1f", elapsed.seconds)) s: " + (1...nodes).map { "\(l.nodeName($0)) \(l.address($0))" }.joined(separator: ", "),
                 "inventory: \(inventoryPath)"]
     }
 
@@ -163,11 +162,25 @@ public enum SimCluster {
         let namespaces = ((try? Local.sh("ip netns list", check: false).output) ?? "").split(separator: "\n")
             .compactMap { $0.split(separator: " ").first.map(String.init) }.filter { $0.hasPrefix("sous-spark-") }
         var killed = 0
+        // A power loss for every node (dockerd would wait out its containers' stop timeouts; a simulation need not).
         for ns in namespaces {
-            let pids = ((try? Local.run("/usr/sbin/ip", ["netns", "pids", ns], check: false).output) ?? "").split(separator: "\n").compactMap { Int32($0) }
-            for pid in pids { kill(pid, SIGTERM) }
-            for pid in pids { Local.stop(pid, grace: 2); killed += 1 }
+            for _ in 0..<20 {
+                let pids = SimNode.processes(namespace: ns)
+                if pids.isEmpty { break }
+                for pid in pids { kill(pid, SIGKILL) }
+                for pid in pids { Local.stop(pid, grace: 0) }
+                killed += pids.count
+            }
         }
+        // The registry and an image builder left by a crash, found by their configuration files.
+        for pid in Local.processes(withArgument: "\(l.dir)/registry.yml") + Local.processes(withArgument: "\(l.dir)/builder/daemon.json") {
+            kill(pid, SIGKILL); Local.stop(pid, grace: 0); killed += 1
+        }
+        _ = try? Local.run("/bin/rm", ["-rf", "\(l.dir)/builder"])
+        // Docker's cgroups (the nodes' cgroup parents), deepest first, once their processes are gone.
+        let cgroups = ((try? Local.sh("find /sys/fs/cgroup -depth -mindepth 2 -maxdepth 4 -type d -path '*/sous-sim-*' 2>/dev/null", check: false).output) ?? "")
+            .split(separator: "\n").map(String.init)
+        for dir in cgroups { rmdir(dir) }
         let links = ((try? Local.sh("ip -o link show", check: false).output) ?? "").split(separator: "\n")
             .compactMap { $0.split(separator: ":").dropFirst().first?.trimmingCharacters(in: .whitespaces).split(separator: "@").first.map(String.init) }
             .filter { $0.hasPrefix("sous-v") }
@@ -188,11 +201,33 @@ public enum SimCluster {
         guard FileManager.default.fileExists(atPath: nd) else { throw UsageError("no simulated node `\(node)` in \(l.dir)", hint: "sous sim up") }
         let flag = "\(nd)/var-lib/sous-sim/faults/\(fault.rawValue)"
         if off { try? FileManager.default.removeItem(atPath: flag) } else { _ = FileManager.default.createFile(atPath: flag, contents: nil) }
+        switch fault {
+        case .reboot:
+            try? FileManager.default.removeItem(atPath: flag)
+            let clock = ContinuousClock(), start = clock.now
+            SimNode.powerOff(l, name: node)
+            _ = try SimNode.boot(l, name: node)
+            try waitForSSH(try nodeAddress(l, node), log: "\(nd)/node.log")
+            return "\(node): power-cycled, up again in \(String(format: "%.1f", (clock.now - start).seconds)) s"
+        case .dockerDown: try off ? SimNode.startDocker(l, name: node) : SimNode.stopDocker(l, name: node)
+        case .diskFull:
+            // A 64 KiB filesystem where the daemon downloads layers: the pull fails with Docker's own ENOSPC.
+            try SimNode.enter(l, name: node, off ? ["/bin/umount", "/var/lib/docker/tmp"] : ["/bin/mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", "/var/lib/docker/tmp"])
+        case .noRDMA:
+            try SimNode.enter(l, name: node, ["/bin/sh", "-c", off
+                ? SimNode.rdmaDevices.map { "mknod -m 0666 /dev/infiniband/\($0.0) c \($0.1) \($0.2)" }.joined(separator: " && ")
+                : "rm -f /dev/infiniband/*"])
+        case .registryDown:
+            if off { if SimRegistry.pid(l) == nil { _ = try SimRegistry.start(l) } } else if let pid = SimRegistry.pid(l) { kill(pid, SIGKILL); Local.stop(pid, grace: 0) }
+        case .registryStall:
+            guard let pid = SimRegistry.pid(l) else { throw UsageError("the simulation's registry is not running", hint: "sous sim fault \(node) registry-down --off") }
+            kill(pid, off ? SIGCONT : SIGSTOP)
+        default: break
+        }
         if fault == .sshdDown {
             if off { throw UsageError("sshd cannot be restarted in place", hint: "sous sim up (restarts every node)") }
             // The listener and every session it forked, as when the OOM killer or a crash takes sshd down.
-            let pids = ((try? Local.run("/usr/sbin/ip", ["netns", "pids", l.namespace(node)], check: false).output) ?? "")
-                .split(separator: "\n").compactMap { Int32($0) }
+            let pids = SimNode.processes(l, name: node)
                 .filter { ((try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("sshd") }
             for pid in pids { kill(pid, SIGKILL) }
         }
@@ -208,6 +243,11 @@ public enum SimCluster {
             try Local.sh("ip -n \(l.namespace(node)) link set \(SimLayout.interface) mtu \(off ? 9000 : 1500)")
         }
         return "\(node): \(fault.rawValue) \(off ? "off" : "on")"
+    }
+
+    static func nodeAddress(_ l: SimLayout, _ node: String) throws -> String {
+        guard let i = Int(node.dropFirst("spark-".count)), node.hasPrefix("spark-") else { throw UsageError("no simulated node `\(node)`") }
+        return l.address(i)
     }
 
     /// The node's authorized keys: the client's key, and (unless refused) the nodes' own key.

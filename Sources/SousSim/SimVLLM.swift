@@ -37,28 +37,20 @@ public enum SimVLLM {
         FileHandle.standardOutput.write(Data("INFO \(stamp) \(s)\n".utf8))
     }
 
-    /// Exits, leaving the status where the modelled `docker inspect` reads State.ExitCode.
-    static func die(_ code: Int32) -> Never {
-        if let name = ProcessInfo.processInfo.environment["SOUS_SIM_CONTAINER"] {
-            try? "\(code)\n".write(toFile: "\(SimPaths.docker)/containers/\(name)/exitcode", atomically: true, encoding: .utf8)
-        }
-        exit(code)
-    }
+    /// Exits; Docker records the status as the container's State.ExitCode.
+    static func die(_ code: Int32) -> Never { exit(code) }
 
     public static func main(_ argv: [String]) -> Never {
         let env = ProcessInfo.processInfo.environment
-        let image = env["SOUS_SIM_IMAGE"] ?? "vllm/vllm-openai:v0.24.0"
-        let version = VLLMVersion.fromImage(image) ?? VLLMVersion(0, 24, 0)
+        // The image says which release it is and which faults its build has (SimRegistry.push writes its env).
+        let version = env["SOUS_SIM_VLLM_VERSION"].flatMap(VLLMVersion.init) ?? VLLMVersion(0, 24, 0)
         let args: ServeArgs
         do { args = try ServeArgs.parse(argv) } catch {
             FileHandle.standardError.write(Data("usage: vllm serve [model_tag] [options]\n\(error)\n".utf8))
             die(2)
         }
         // Images tagged …-sim-<fault> misbehave on every node: a bad release to roll back from.
-        var imageFaults: Set<SimFault> = []
-        if let tag = ImageRef.tag(of: image), let r = tag.range(of: "-sim-"), let f = SimFault(rawValue: String(tag[r.upperBound...])) {
-            imageFaults.insert(f)
-        }
+        let imageFaults = Set((env["SOUS_SIM_IMAGE_FAULTS"] ?? "").split(separator: ",").compactMap { SimFault(rawValue: String($0)) })
         let faults = SimPaths.faultsOn().union(imageFaults)
         log("vLLM API server version \(version)")
         log("non-default args: {'model': '\(args.model)', 'served_model_name': ['\(args.servedName)'], 'tensor_parallel_size': \(args.tensorParallelSize), 'nnodes': \(args.nnodes), 'node_rank': \(args.nodeRank), 'headless': \(args.headless ? "True" : "False")}")
@@ -71,8 +63,8 @@ public enum SimVLLM {
             die(1)
         }
         // Offline (HF_HUB_OFFLINE=1, as sous renders it), a checkpoint missing from this node's cache is fatal.
-        if let hf = env["SOUS_SIM_HF"] {
-            let snapshots = "\(hf)/hub/models--\(args.model.replacingOccurrences(of: "/", with: "--"))/snapshots"
+        do {
+            let snapshots = "\(env["HF_HOME"] ?? "/root/.cache/huggingface")/hub/models--\(args.model.replacingOccurrences(of: "/", with: "--"))/snapshots"
             let found = ((try? FileManager.default.contentsOfDirectory(atPath: snapshots)) ?? []).contains { FileManager.default.fileExists(atPath: "\(snapshots)/\($0)/config.json") }
             if !found {
                 FileHandle.standardError.write(Data("OSError: We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the cached files.\nCheck your internet connection or see how to run the library in offline mode at 'https://huggingface.co/docs/transformers/installation#offline-mode'.\n".utf8))

@@ -34,7 +34,8 @@ struct Sous: AsyncParsableCommand {
         let tool = (CommandLine.arguments[0] as NSString).lastPathComponent
         let rest = Array(CommandLine.arguments.dropFirst())
         switch tool {
-        case "docker": SimDocker.main(rest)
+        case "sous-sim-runc": SimRuntime.runtime(rest)
+        case "nvidia-container-runtime-hook": SimRuntime.gpuHook(rest)
         case "nvidia-smi": SimNvidiaSMI.main(rest)
         case "vllm": SimVLLM.main(rest)
         case "systemctl": SimSystemctl.main(rest)

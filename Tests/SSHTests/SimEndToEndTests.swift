@@ -13,7 +13,7 @@ import SousTestSupport
     init() throws {
         dir = NSTemporaryDirectory() + "sous-sim-\(UUID().uuidString.prefix(8))"
         inventory = dir + "/sim.yaml"
-        let r = try Self.sous(["sim", "up", "--dir", dir, "--load-seconds", "0.4", "--pull-seconds", "0.1"], key: nil)
+        let r = try Self.sous(["sim", "up", "--dir", dir, "--load-seconds", "0.4"], key: nil)
         guard r.status == 0 else { throw HarnessError("sim up failed: \(r.err)") }
     }
 

@@ -78,6 +78,14 @@ public enum Local {
         _ = waitpid(pid, &status, WNOHANG)
     }
 
+    /// Live processes one of whose arguments is exactly `argument` (found through /proc).
+    public static func processes(withArgument argument: String) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return data.split(separator: 0).contains { String(decoding: $0, as: UTF8.self) == argument } && alive(pid)
+        }
+    }
+
     public static var selfExecutable: String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }

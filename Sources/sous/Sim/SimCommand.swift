@@ -14,19 +14,26 @@ struct SimCommand: ParsableCommand {
         Each node is a real OpenSSH sshd in its own network namespace (10.213.0.0/16, joined by the bridge \
         sousbr0; the whole range is first made unreachable so nothing leaks to a real network) and its own mount \
         namespace (/etc/systemd/system, /etc/default, /var/lib, /usr/local/bin and the HF cache are the node's own), \
-        with a login user `sous` that has passwordless sudo. docker and nvidia-smi are modelled; `docker run` starts \
-        a simulated vLLM that parses the real flags, joins the ranks over TCP and serves the OpenAI API.
+        with a login user `sous` that has passwordless sudo, and its own real Docker daemon (Debian's docker.io: own \
+        /run, data root and cgroup parent). A real registry (Docker Distribution) on the bridge is every node's mirror, \
+        holding the images the simulation offers (vllm/vllm-openai:v0.24.0, v0.25.0, v0.28.0 and faulty builds such as \
+        v0.28.0-sim-crash-on-start), so pulls, image IDs, digests, restart policies and `docker inspect` are Docker's own. \
+        Modelled, because they cannot exist here: the GPU (`nvidia-smi`, and a stand-in for NVIDIA's container hook that \
+        `--gpus all` calls), the ConnectX-7 link and unified memory. The engine in the images is a modelled vLLM that \
+        parses the real flags, joins the ranks over TCP and serves the OpenAI API.
 
         A stand-in hub (DIR/hub) holds small checkpoints in the real formats, and each node has a modelled `hf` \
         CLI; the nodes log in to each other with the login user's key, so `sous model --fetch` runs real rsync.
 
           sous sim up                   start two nodes, write inventory/sim.yaml
           sous sim fault spark-2 wedge  switch a fault on (--off to clear it)
+          sous sim fault spark-1 reboot power-cycle a node (containers come back as their restart policy says)
+          sous sim image push v0.30.0   offer another release in the registry (for a roll)
           sous sim hub-add org/big --shards 4 --shard-bytes 536870912
                                         a checkpoint of any size in the hub
           sous sim down                 remove everything sim up made
         """,
-        subcommands: [SimUp.self, SimDown.self, SimFaultCommand.self, SimHubAdd.self]
+        subcommands: [SimUp.self, SimDown.self, SimFaultCommand.self, SimHubAdd.self, SimImage.self]
     )
 }
 
@@ -57,9 +64,6 @@ struct SimUp: ParsableCommand {
     @Option(help: "Seconds the simulated engine takes to load.")
     var loadSeconds: Double = 2
 
-    @Option(help: "Seconds a simulated image pull takes.")
-    var pullSeconds: Double = 0.5
-
     @Option(help: "Size of each safetensors shard in the simulated hub's checkpoints, in bytes.")
     var shardBytes = 1 << 20
 
@@ -70,18 +74,10 @@ struct SimUp: ParsableCommand {
         try options.requireRoot()
         let l = options.layout
         let path = inventory ?? (options.dir == ".sim" ? "inventory/sim.yaml" : "\(l.dir)/sim.yaml")
-        for line in try SimCluster.up(l, nodes: nodes, inventory: path, loadSeconds: loadSeconds, pullSeconds: pullSeconds,
+        for line in try SimCluster.up(l, nodes: nodes, inventory: path, loadSeconds: loadSeconds, 
                                       shardBytes: shardBytes, downloadRate: downloadRate) { print(line) }
     }
 
-    func waitForSSH(_ address: String, log: String) throws {
-        for _ in 0..<300 {
-            if (try? Local.run("/bin/bash", ["-c", "exec 3<>/dev/tcp/\(address)/22"])) != nil { return }
-            usleep(20_000)
-        }
-        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        throw UsageError("the simulated node at \(address) did not start sshd: \(text)", hint: "sous sim down, then sous sim up again")
-    }
 }
 
 struct SimDown: ParsableCommand {
@@ -153,3 +149,39 @@ struct SimFaultCommand: ParsableCommand {
         print(try SimCluster.fault(options.layout, node: node, kind: kind, off: off))
     }
 }
+
+struct SimImage: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "image", abstract: "Images in the simulation's registry.",
+                                                    subcommands: [SimImagePush.self])
+}
+
+struct SimImagePush: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "push", abstract: "Build vllm/vllm-openai:TAG and push it to the simulation's registry.",
+        discussion: """
+        TAG names a vLLM release (v0.30.0), optionally a faulty build of it (v0.30.0-sim-crash-on-start). With \
+        --engine vllm the image runs the real vLLM of that release (installed by scripts/engine-env).
+        """
+    )
+
+    @OptionGroup var options: SimOptions
+
+    @Argument(help: "The tag, e.g. v0.30.0.")
+    var tag: String
+
+    @Option(help: "The engine the image runs: modelled or vllm.")
+    var engine: SimRegistry.Engine = .modelled
+
+    func run() throws {
+        try options.requireRoot()
+        guard tag.range(of: #"\Av[0-9]+\.[0-9]+\.[0-9]+(-sim-[a-z0-9-]+)?\z"#, options: .regularExpression) != nil else {
+            throw UsageError("`\(tag)` is not a tag like v0.30.0 or v0.30.0-sim-wedge")
+        }
+        let l = options.layout
+        guard SimRegistry.pid(l) != nil else { throw UsageError("the simulation's registry is not running", hint: "sous sim up") }
+        try SimRegistry.push(l, tag: tag, engine: engine)
+        print("registry: \(SimRegistry.repository):\(tag) (\(engine.rawValue) engine)")
+    }
+}
+
+extension SimRegistry.Engine: ExpressibleByArgument {}
