@@ -5,6 +5,20 @@ import SousKit
 struct RecipesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "recipes",
+        abstract: "List and check the recipes; import a vllm-project/recipes model file; diff a recipe against one.",
+        discussion: """
+        `sous recipes` (or `sous recipes list`) lists the recipes in a directory, checking each one.
+        `sous recipes import FILE` turns a vllm-project/recipes model file (models/<org>/<model>.yaml) into a sous recipe.
+        `sous recipes diff RECIPE FILE` shows where a sous recipe and a vllm-project recipe disagree.
+        """,
+        subcommands: [RecipesListCommand.self, RecipesImportCommand.self, RecipesDiffCommand.self],
+        defaultSubcommand: RecipesListCommand.self
+    )
+}
+
+struct RecipesListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
         abstract: "List the recipes in a directory (model, parsers, tensor parallel size), checking each one."
     )
 
