@@ -144,7 +144,8 @@ struct RecipesImportCommand: ParsableCommand {
             } catch {
                 throw UsageError("cannot write \(target): \(error.localizedDescription)")
             }
-            print("wrote \(target): \(r.recipe.model), \(r.values.settings.count) values imported, \(r.values.skipped.count) not (listed at its top)")
+            let (n, m) = (r.values.settings.count, r.values.skipped.count)
+            print("wrote \(target): \(r.recipe.model), \(n) setting\(n == 1 ? "" : "s") from the file's flags and env, \(m) thing\(m == 1 ? "" : "s") not imported (listed at its top)")
         }
     }
 
