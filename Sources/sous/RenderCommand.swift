@@ -36,7 +36,7 @@ struct RenderCommand: ParsableCommand {
     var checkpoint: String?
 
     func run() throws {
-        let d = try deployment.load()
+        let d = try deployment.load(allowGroups: true)
         let renderer = Renderer(d)
         var nodes = try renderer.nodes(form: format == .config ? .config : .flags)
         if let node {
@@ -73,7 +73,7 @@ struct PlanCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let d = try deployment.load()
+        let d = try deployment.load(allowGroups: true)
         let local = try checkpoint.map { try Checkpoint.local($0, memTotal: d.inventory.profileMemoryBytes) }
         let steps = UpPlan.steps(d, checkpoint: local)
         print(json ? encodeJSON(steps) : UpPlan.text(d, steps: steps), terminator: "")

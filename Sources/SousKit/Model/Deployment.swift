@@ -1,3 +1,17 @@
+/// One tensor-parallel group of a deployment: the nodes that serve one copy of the model, head (rank 0) first.
+public struct ServeGroup: Sendable {
+    public var name: String
+    /// Its place among the deployment's groups, from 0.
+    public var index: Int
+    /// Rank order: the head first.
+    public var nodes: [NodeSpec]
+    /// The port the head serves the API on.
+    public var port: Int
+
+    public var head: NodeSpec { nodes[0] }
+    public var ranked: [(rank: Int, node: NodeSpec)] { nodes.enumerated().map { ($0.offset, $0.element) } }
+}
+
 /// A recipe placed on an inventory: validated together, ready to render.
 public struct Deployment: Sendable {
     public var recipe: Recipe
@@ -5,6 +19,19 @@ public struct Deployment: Sendable {
     /// The engine settings after the inventory's hardware profile overrides.
     public var engine: EngineSettings
     public var warnings: [ConfigIssue]
+    /// The tensor-parallel groups, in order: one of all nodes when the recipe's size spans them (the head first,
+    /// then the workers in file order, as `Inventory.ranked`); else the inventory's `groups:`, or consecutive runs
+    /// of that order, each as many nodes as one copy of the model needs.
+    /// Derived from the inventory each time, so a node changed after validation renders as it now is.
+    public var groups: [ServeGroup] {
+        Deployment.formGroups(inventory, tensorParallelSize: recipe.tensorParallelSize)
+            ?? [ServeGroup(name: "group-0", index: 0, nodes: inventory.ranked.map(\.node), port: inventory.port)]
+    }
+
+    /// More than one group: each serves its own copy of the model on its own head.
+    public var isMultiGroup: Bool { groups.count > 1 }
+    /// Nodes per group: the tensor-parallel size over the GPUs of one node.
+    public var groupSize: Int { groups.first?.nodes.count ?? inventory.nodes.count }
 
     /// Loads both files and checks what only the pair can tell; throws every problem at once.
     public static func load(recipe recipePath: String, inventory inventoryPath: String, relativeTo directory: String? = nil) throws(ConfigErrors) -> Deployment {
@@ -39,7 +66,15 @@ public struct Deployment: Sendable {
         }
 
         let gpus = inventory.nodes.count * inventory.gpusPerNode
-        if recipe.tensorParallelSize != gpus {
+        let perGroup = recipe.tensorParallelSize / max(1, inventory.gpusPerNode)
+        let groups = formGroups(inventory, tensorParallelSize: recipe.tensorParallelSize)
+        if let named = inventory.groups {
+            for g in named where g.nodes.count * inventory.gpusPerNode != recipe.tensorParallelSize {
+                issues.append(ConfigIssue(file: inventory.file, location: g.location, keyPath: "groups.\(g.name)",
+                                          problem: "\(g.nodes.count) node\(g.nodes.count == 1 ? "" : "s") × \(inventory.gpusPerNode) GPU = \(g.nodes.count * inventory.gpusPerNode), but \(recipe.file) has tensor_parallel_size \(recipe.tensorParallelSize)",
+                                          hint: "every group holds \(perGroup) node\(perGroup == 1 ? "" : "s") (one copy of the model)"))
+            }
+        } else if recipe.tensorParallelSize != gpus, groups == nil {
             err("tensor_parallel_size", "\(recipe.tensorParallelSize) does not match the inventory: \(inventory.nodes.count) node\(inventory.nodes.count == 1 ? "" : "s") × \(inventory.gpusPerNode) GPU = \(gpus) (\(inventory.file))",
                 hint: "use an inventory with \(recipe.tensorParallelSize / max(1, inventory.gpusPerNode)) nodes, or a recipe with tensor_parallel_size \(gpus)")
         }
@@ -56,7 +91,7 @@ public struct Deployment: Sendable {
                 err("min_vllm_version", "the recipe needs vLLM \(recipe.minVLLMVersion), but \(inventory.image) runs \(v)",
                     hint: "bump `image` in \(inventory.file)")
             }
-            if inventory.launcher == .mp, inventory.nodes.count > 1, v < VLLMVersion(0, 11, 1) {
+            if inventory.launcher == .mp, (groups?.first?.nodes.count ?? inventory.nodes.count) > 1, v < VLLMVersion(0, 11, 1) {
                 issues.append(ConfigIssue(file: inventory.file, location: inventory.locations["launcher"] ?? inventory.locations["image"], keyPath: "launcher",
                                           problem: "vLLM \(v) cannot run the mp launcher across nodes (it arrived in 0.11.1)",
                                           hint: "set `launcher: ray`, or use a newer image"))
@@ -80,5 +115,23 @@ public struct Deployment: Sendable {
         }
         if issues.contains(where: { $0.severity == .error }) { throw ConfigErrors(issues) }
         return Deployment(recipe: recipe, inventory: inventory, engine: engine, warnings: issues)
+    }
+
+    /// The groups: the inventory's own (`groups:`), or consecutive runs of the rank order (`Inventory.ranked`),
+    /// each as many nodes as the tensor-parallel size needs; nil when the nodes are not a whole number of groups.
+    static func formGroups(_ inventory: Inventory, tensorParallelSize tp: Int) -> [ServeGroup]? {
+        if let named = inventory.groups {
+            let byName = Dictionary(uniqueKeysWithValues: inventory.nodes.map { ($0.name, $0) })
+            return named.enumerated().map { i, g in
+                ServeGroup(name: g.name, index: i, nodes: g.nodes.compactMap { byName[$0] }, port: g.port ?? inventory.port)
+            }
+        }
+        let order = inventory.ranked.map(\.node)
+        let gpus = max(1, inventory.gpusPerNode), perGroup = tp / gpus
+        guard perGroup >= 1, tp % gpus == 0, !order.isEmpty, order.count % perGroup == 0 else { return nil }
+        if order.count == perGroup { return [ServeGroup(name: "group-0", index: 0, nodes: order, port: inventory.port)] }
+        return stride(from: 0, to: order.count, by: perGroup).enumerated().map { i, start in
+            ServeGroup(name: "group-\(i)", index: i, nodes: Array(order[start..<start + perGroup]), port: inventory.port)
+        }
     }
 }

@@ -27,6 +27,25 @@ public struct NodeSpec: Sendable, Equatable {
     }
 }
 
+/// A tensor-parallel group as the inventory names it under `groups:`: its nodes, head first, and optionally the
+/// port its head serves the API on. Without `groups:` sous forms groups of consecutive nodes (`Deployment.groups`).
+public struct GroupSpec: Sendable, Equatable {
+    public var name: String
+    /// Node names, the group's head first.
+    public var nodes: [String]
+    /// The head's API port; nil: the inventory's `port`.
+    public var port: Int?
+    /// Where the group was written, for errors found with the recipe.
+    public var location: SourceLocation?
+
+    public init(name: String, nodes: [String], port: Int? = nil, location: SourceLocation? = nil) {
+        self.name = name
+        self.nodes = nodes
+        self.port = port
+        self.location = location
+    }
+}
+
 /// How the tensor-parallel ranks find each other.
 public enum Launcher: String, Sendable {
     /// vLLM's multiprocessing executor: every node runs `vllm serve --nnodes … --node-rank …`; rank > 0 is headless.
@@ -57,6 +76,8 @@ public struct Inventory: Sendable {
     public var knownHosts: String?
     public var shmSize: String
     public var nodes: [NodeSpec]
+    /// The groups the file names (`groups:`); nil: formed from the recipe's tensor-parallel size.
+    public var groups: [GroupSpec]? = nil
     /// Where each setting was written (keyed by its key), for errors found with the recipe.
     public var locations: [String: SourceLocation] = [:]
 
@@ -79,9 +100,10 @@ public struct Inventory: Sendable {
 /// Reads inventories: sous's own format, or an Ansible YAML inventory.
 public enum InventoryReader {
     static let settingKeys = ["cluster", "image", "vllm_version", "port", "api_key_env", "hf_token_env", "launcher", "hardware",
-                              "interconnect", "hf_cache", "known_hosts", "shm_size"]
+                              "interconnect", "hf_cache", "known_hosts", "shm_size", "groups"]
     static let nodeKeys = ["name", "host", "port", "user", "identity_file", "interconnect_ip", "role"]
     static let interconnectKeys = ["interface", "master_port", "nccl_ib_hca"]
+    static let groupKeys = ["name", "nodes", "port"]
     /// More nodes than any tensor-parallel group sous renders; a file with more is refused before its nodes are read.
     public static let maxNodes = 1024
 
@@ -364,12 +386,80 @@ public enum InventoryReader {
             sink.warning(nil, "nodes", "the nodes log in as different users (\(users.sorted().joined(separator: ", "))); the field guides use the same user everywhere")
         }
 
+        let groups = map["groups"].flatMap { readGroups($0, nodes: nodes, port: port, sink: sink) }
+
         guard !sink.hasErrors, let cluster, let image, let interface else { throw ConfigErrors(sink.issues) }
         var locations: [String: SourceLocation] = [:]
         for entry in map.entries { locations[entry.key] = entry.value.location }
         let inv = Inventory(file: file, cluster: cluster, image: image, vllmVersion: version, port: port, apiKeyEnv: apiKeyEnv,
                             hfTokenEnv: hfTokenEnv, launcher: launcher, hardware: hardware, interface: interface, masterPort: masterPort, ncclIbHca: hca,
-                            hfCache: hfCache, knownHosts: knownHosts, shmSize: shm, nodes: nodes, locations: locations)
+                            hfCache: hfCache, knownHosts: knownHosts, shmSize: shm, nodes: nodes, groups: groups, locations: locations)
         return (inv, sink.issues)
+    }
+
+    /// `groups:`: a list of `{name, nodes: [head, worker…], port}`. Every node is in exactly one group; the
+    /// inventory's head (the node holding the cluster lock and journal) heads the first group; two heads on one
+    /// management address need two ports. The group size against the recipe is checked by `Deployment.make`.
+    static func readGroups(_ value: YValue, nodes: [NodeSpec], port: Int, sink: IssueSink) -> [GroupSpec]? {
+        guard let list = value.sequence() else { return nil }
+        if list.isEmpty {
+            sink.error(value.node, "groups", "an empty list", hint: "name each tensor-parallel group, or remove `groups:` to form groups of consecutive nodes")
+            return nil
+        }
+        let known = Set(nodes.map(\.name))
+        var groups: [GroupSpec] = []
+        var names: [String: YValue] = [:]
+        var member: [String: (group: String, value: YValue)] = [:]
+        for item in list {
+            guard let m = item.mapping(allowed: groupKeys) else { continue }
+            let nameValue = m.required("name", what: "a short name for this group")
+            let name = nameValue?.string()
+            if let name, !name.matchesWhole("[A-Za-z0-9][A-Za-z0-9._-]*") {
+                sink.error(nameValue?.node, "\(m.path).name", "group names are letters, digits, '.', '_' or '-'")
+            }
+            if let name, let nameValue {
+                if let earlier = names[name] {
+                    sink.error(nameValue.node, "\(m.path).name", "`\(name)` is also the name of \(earlier.path.dropLast(5))\(earlier.location.map { " (line \($0.line))" } ?? "")")
+                } else { names[name] = nameValue }
+            }
+            var members: [String] = []
+            if let list = m.required("nodes", what: "the group's node names, its head first")?.sequence() {
+                if list.isEmpty { sink.error(m["nodes"]?.node, "\(m.path).nodes", "an empty list") }
+                for v in list {
+                    guard let n = v.string() else { continue }
+                    if !known.contains(n) {
+                        sink.error(v.node, v.path, "no node named `\(n)` in `nodes:`",
+                                   hint: didYouMean(n, in: Array(known)).map { "did you mean `\($0)`?" } ?? "nodes: \(nodes.map(\.name).joined(separator: ", "))")
+                    } else if let earlier = member[n] {
+                        sink.error(v.node, v.path, "`\(n)` is already in group \(earlier.group)\(earlier.value.location.map { " (line \($0.line))" } ?? "")",
+                                   hint: "a node runs one rank of one group")
+                    } else {
+                        member[n] = (name ?? m.path, v)
+                        members.append(n)
+                    }
+                }
+            }
+            let groupPort = m["port"]?.int(range: 1...65535)
+            if let name { groups.append(GroupSpec(name: name, nodes: members, port: groupPort, location: sink.location(item.node))) }
+        }
+        for n in nodes where member[n.name] == nil {
+            sink.error(value.node, "groups", "node `\(n.name)` is in no group", hint: "add it to a group's `nodes:`, or remove it from `nodes:`")
+        }
+        if let head = nodes.first(where: { $0.role == .head }), let first = groups.first?.nodes.first, first != head.name {
+            sink.error(list.first?.node, "groups[0].nodes[0]", "the first group must be headed by `\(head.name)`, the inventory's head (it holds the cluster lock and the journal); found `\(first)`",
+                       hint: "list \(head.name) first in the first group, or give `role: head` to \(first)")
+        }
+        // Two heads on one management address (and port) would serve on one socket.
+        var endpoints: [String: String] = [:]
+        let byName = Dictionary(uniqueKeysWithValues: nodes.map { ($0.name, $0) })
+        for (i, g) in groups.enumerated() {
+            guard let headName = g.nodes.first, let head = byName[headName] else { continue }
+            let key = "\(Address.identity(head.host)) \(g.port ?? port)"
+            if let other = endpoints[key] {
+                sink.error(list[i].node, "groups[\(i)].port", "the heads of \(other) and \(g.name) would both serve on \(head.host):\(g.port ?? port)",
+                           hint: "give one of the groups its own `port:`")
+            } else { endpoints[key] = g.name }
+        }
+        return sink.hasErrors ? nil : groups
     }
 }

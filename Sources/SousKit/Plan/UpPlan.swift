@@ -48,14 +48,17 @@ public enum UpPlan {
     static func describe(_ d: Deployment) -> [PlanStep] {
         let inv = d.inventory, recipe = d.recipe
         let all = inv.nodes.map(\.name)
-        let workers = inv.ranked.filter { $0.rank > 0 }.map(\.node.name)
+        let workers = d.isMultiGroup ? d.groups.flatMap { $0.nodes.dropFirst().map(\.name) } : inv.ranked.filter { $0.rank > 0 }.map(\.node.name)
         let head = inv.head.name
+        /// Each group's head; the inventory's head alone for one group.
+        let heads = d.isMultiGroup ? d.groups.map(\.head.name) : [head]
+        let apiPorts = Set(d.groups.map(\.port)).sorted().map { ":\($0)" }.joined(separator: ", ")
         let fingerprint = inv.vllmVersion.map { ParserCatalog.builtin.hasSystemFingerprint($0) } ?? true
         let tp = "tp\(recipe.tensorParallelSize)"
         let mem = Int((d.engine.gpuMemoryUtilization * 100).rounded())
         var steps: [PlanStep] = [
             PlanStep(id: "preflight", title: "preflight", nodes: all,
-                     check: "SSH with a verified host key; `sudo -n true`; `docker version`; `nvidia-smi -L` shows a GPU; each node reaches the others' interconnect IP on \(inv.interface); free memory ≥ \(mem)% of total",
+                     check: "SSH with a verified host key; `sudo -n true`; `docker version`; `nvidia-smi -L` shows a GPU; each node reaches the others' interconnect IP\(d.isMultiGroup ? " in its group" : "") on \(inv.interface); free memory ≥ \(mem)% of total",
                      apply: "nothing: read-only, and `up` stops here on the first failure"),
             PlanStep(id: "model", title: "checkpoint \(recipe.model)\(recipe.revision.map { "@\($0)" } ?? "") on every node", nodes: all,
                      check: "in \(inv.hfCache ?? "each user's ~/.cache/huggingface"): config.json, a tokenizer and every shard of the safetensors index, each as long as its header says; the same revision and sizes on every node (vLLM runs with HF_HUB_OFFLINE=1)",
@@ -73,19 +76,19 @@ public enum UpPlan {
                      check: "`docker image inspect --format {{.Id}} \(inv.image)` gives one ID on every node",
                      apply: "`docker pull \(inv.image)` on all nodes at once, then compare image IDs"),
             PlanStep(id: "env", title: "env file \(NodePaths.envFile) (0600)", nodes: all,
-                     check: "the file exists with mode 0600 and the rendered content" + (inv.apiKeyEnv != nil ? " (the API key on \(head) only)" : ""),
+                     check: "the file exists with mode 0600 and the rendered content" + (inv.apiKeyEnv != nil ? " (the API key on \(heads.joined(separator: ", ")) only)" : ""),
                      apply: "SFTP upload to a temporary name with mode 0600, then rename over the old file"),
         ]
         steps.append(PlanStep(id: "start.workers", title: "start worker rank\(workers.count == 1 ? "" : "s")", nodes: workers,
                               check: "container \(NodePaths.container) is running with the rendered image and arguments (`docker inspect`)",
                               apply: "`docker rm -f \(NodePaths.container)` on every node, the head first; `docker run` as `sous render` prints"))
-        steps.append(PlanStep(id: "start.head", title: "start the head (rank 0, API on :\(inv.port))", nodes: [head],
+        steps.append(PlanStep(id: "start.head", title: d.isMultiGroup ? "start each group's head (rank 0, API on \(apiPorts))" : "start the head (rank 0, API on :\(inv.port))", nodes: heads,
                               check: "container \(NodePaths.container) is running with the rendered image and arguments (`docker inspect`)",
                               apply: "`docker rm -f \(NodePaths.container)`; `docker run` as `sous render` prints"))
         steps.append(PlanStep(id: "wait", title: "wait for the engine", nodes: all,
-                              check: "the container runs on every node (an exited one stops `up` with its log) → GET /health 200 on \(head)",
+                              check: "the container runs on every node (an exited one stops `up` with its log) → GET /health 200 on \(heads.joined(separator: ", "))",
                               apply: "poll until --timeout, showing the head's latest log line"))
-        steps.append(PlanStep(id: "verify", title: "verify like an agent", nodes: [head],
+        steps.append(PlanStep(id: "verify", title: d.isMultiGroup ? "verify each group like an agent" : "verify like an agent", nodes: heads,
                               check: "GET /v1/models lists \(recipe.servedModelName)" + (inv.apiKeyEnv != nil ? " with the key, and 401 without it; " : "; ")
                                 + (fingerprint ? "a real completion whose system_fingerprint contains -\(tp)-" : "vLLM \(inv.vllmVersion!) has no system_fingerprint: --tensor-parallel-size \(recipe.tensorParallelSize) on every node from `docker inspect` and the engine log")
                                 + "; then the four checks: model list, forced tool call, JSON arguments, tool-result round trip",
@@ -97,7 +100,11 @@ public enum UpPlan {
     }
 
     public static func text(_ d: Deployment, steps: [PlanStep]) -> String {
-        var out = "sous plan: recipe \(d.recipe.name) on cluster \(d.inventory.cluster) (\(d.inventory.nodes.count) nodes, tp \(d.recipe.tensorParallelSize), \(d.inventory.image))\n"
+        let groups = d.isMultiGroup ? " in \(d.groups.count) groups of \(d.groupSize)" : ""
+        var out = "sous plan: recipe \(d.recipe.name) on cluster \(d.inventory.cluster) (\(d.inventory.nodes.count) nodes\(groups), tp \(d.recipe.tensorParallelSize), \(d.inventory.image))\n"
+        if d.isMultiGroup {
+            for g in d.groups { out += "  \(RenderReport.groupLine(d, g))\n" }
+        }
         for (i, s) in steps.enumerated() {
             out += "\n\(String(format: "%2d", i + 1)). \(s.title)  [\(s.nodes.joined(separator: ", "))]\n"
             out += "    ok when: \(s.check)\n"

@@ -45,7 +45,10 @@ public enum EnvFile {
 /// Everything one node runs: its env file (0600) and its container command.
 public struct NodeCommand: Sendable {
     public var node: NodeSpec
+    /// The rank within its group.
     public var rank: Int
+    /// The group's index in `Deployment.groups`.
+    public var group: Int = 0
     /// Checked by `EnvFile.line` when the command is rendered.
     public private(set) var env: [(name: String, value: EnvValue)]
     /// `docker run …` as argv.
@@ -86,13 +89,18 @@ public struct Renderer: Sendable {
     var inventory: Inventory { deployment.inventory }
     var engine: EngineSettings { deployment.engine }
 
+    /// Every node's command, group by group, each group's head first.
     public func nodes(form: ServeForm = .flags) throws(ShellQuote.Unrepresentable) -> [NodeCommand] {
         var result: [NodeCommand] = []
-        for (rank, node) in inventory.ranked {
-            result.append(try command(for: node, rank: rank, form: form))
+        for group in groups {
+            for (rank, node) in group.ranked {
+                result.append(try command(for: node, rank: rank, group: group, form: form))
+            }
         }
         return result
     }
+
+    var groups: [ServeGroup] { deployment.groups }
 
     // MARK: vllm serve
 
@@ -133,16 +141,16 @@ public struct Renderer: Sendable {
 
     func format(_ d: Double) -> String { d == d.rounded() ? String(Int(d)) : "\(d)" }
 
-    /// Flags that differ per node (rendezvous, rank, the API server on the head).
-    func rankFlags(node: NodeSpec, rank: Int) -> [(String, String?)] {
+    /// Flags that differ per node (rendezvous, rank, the API server on the head), within the node's group.
+    func rankFlags(node: NodeSpec, rank: Int, group: ServeGroup) -> [(String, String?)] {
         var f: [(String, String?)] = []
-        let multiNode = inventory.nodes.count > 1
+        let multiNode = group.nodes.count > 1
         if inventory.launcher == .mp, multiNode {
-            f += [("nnodes", "\(inventory.nodes.count)"), ("node-rank", "\(rank)"),
-                  ("master-addr", inventory.head.interconnectIP), ("master-port", "\(inventory.masterPort)")]
+            f += [("nnodes", "\(group.nodes.count)"), ("node-rank", "\(rank)"),
+                  ("master-addr", group.head.interconnectIP), ("master-port", "\(inventory.masterPort)")]
             if rank > 0 { f.append(("headless", nil)) }
         }
-        if rank == 0 { f += [("host", "0.0.0.0"), ("port", "\(inventory.port)")] }
+        if rank == 0 { f += [("host", "0.0.0.0"), ("port", "\(group.port)")] }
         return f
     }
 
@@ -190,7 +198,7 @@ public struct Renderer: Sendable {
         return e
     }
 
-    func command(for node: NodeSpec, rank: Int, form: ServeForm) throws(ShellQuote.Unrepresentable) -> NodeCommand {
+    func command(for node: NodeSpec, rank: Int, group: ServeGroup, form: ServeForm) throws(ShellQuote.Unrepresentable) -> NodeCommand {
         var docker = ["docker", "run", "-d", "--name", NodePaths.container,
                       "--gpus", "all", "--network", "host", "--ipc", "host", "--shm-size", inventory.shmSize]
         if inventory.ncclIbHca != nil {
@@ -201,11 +209,12 @@ public struct Renderer: Sendable {
         if form == .config { docker += ["-v", "\(NodePaths.configFile):\(NodePaths.configInContainer):ro"] }
         docker += ["--label", "sous.cluster=\(inventory.cluster)", "--label", "sous.recipe=\(recipe.name)",
                    "--label", "sous.rank=\(rank)"]
+        if deployment.isMultiGroup { docker += ["--label", "sous.group=\(group.name)"] }
 
         let serve: [String]
         switch form {
-        case .flags: serve = ["serve", recipe.model] + Self.argv(sharedFlags() + rankFlags(node: node, rank: rank))
-        case .config: serve = ["serve", "--config", NodePaths.configInContainer] + Self.argv(rankFlags(node: node, rank: rank))
+        case .flags: serve = ["serve", recipe.model] + Self.argv(sharedFlags() + rankFlags(node: node, rank: rank, group: group))
+        case .config: serve = ["serve", "--config", NodePaths.configInContainer] + Self.argv(rankFlags(node: node, rank: rank, group: group))
         }
 
         switch inventory.launcher {
@@ -217,11 +226,11 @@ public struct Renderer: Sendable {
             docker += ["--entrypoint", "bash", inventory.image, "-c", script]
         case .ray:
             docker += ["--entrypoint", "ray", inventory.image, "start", "--block",
-                       "--address", "\(inventory.head.interconnectIP):\(NodePaths.rayPort)", "--node-ip-address", node.interconnectIP]
+                       "--address", "\(group.head.interconnectIP):\(NodePaths.rayPort)", "--node-ip-address", node.interconnectIP]
         }
         // Reject NUL and other unrepresentable input before anything is shown or run.
         _ = try ShellQuote.join(docker)
-        let command = NodeCommand(node: node, rank: rank, env: env(for: node, rank: rank), dockerArgv: docker,
+        let command = NodeCommand(node: node, rank: rank, group: group.index, env: env(for: node, rank: rank), dockerArgv: docker,
                                   serveArgv: inventory.launcher == .ray && rank > 0 ? [] : serve)
         _ = try command.envFile()
         return command

@@ -27,7 +27,25 @@ public enum RenderReport {
     static func header(_ d: Deployment) -> String {
         let inv = d.inventory
         let version = inv.vllmVersion.map { "vLLM \($0)" } ?? "vLLM version unknown"
-        return "# sous render: recipe \(d.recipe.name) on cluster \(inv.cluster) — \(inv.image) (\(version)), \(inv.launcher.rawValue) launcher, tp \(d.recipe.tensorParallelSize)".escapingControls + "\n"
+        return "# sous render: recipe \(d.recipe.name) on cluster \(inv.cluster) — \(inv.image) (\(version)), \(inv.launcher.rawValue) launcher, tp \(d.recipe.tensorParallelSize)\(groupsNote(d))".escapingControls + "\n"
+    }
+
+    /// `, 2 groups of 2 nodes` when there are several groups; empty otherwise.
+    public static func groupsNote(_ d: Deployment) -> String {
+        d.isMultiGroup ? ", \(d.groups.count) groups of \(d.groupSize) node\(d.groupSize == 1 ? "" : "s")" : ""
+    }
+
+    /// Before a group's nodes, when there are several: its name, nodes, endpoint and rendezvous.
+    static func groupTitle(_ d: Deployment, _ c: NodeCommand, previous: NodeCommand?) -> String {
+        guard d.isMultiGroup, previous?.group != c.group, d.groups.indices.contains(c.group) else { return "" }
+        return "\n# ══ " + groupLine(d, d.groups[c.group]).escapingControls + "\n"
+    }
+
+    /// One group in a line: `group-1: spark-c (head), spark-d · API http://spark-c.local:8000 · rendezvous 192.168.100.12:29501`.
+    public static func groupLine(_ d: Deployment, _ g: ServeGroup) -> String {
+        let members = g.ranked.map { $0.rank == 0 ? "\($0.node.name) (head)" : $0.node.name }.joined(separator: ", ")
+        let rendezvous = d.inventory.launcher == .ray ? "\(g.head.interconnectIP):\(NodePaths.rayPort)" : "\(g.head.interconnectIP):\(d.inventory.masterPort)"
+        return "group \(g.name): \(members) · API \(Endpoint.baseURL(host: g.head.host, port: g.port)) · rendezvous \(rendezvous)"
     }
 
     static func nodeTitle(_ c: NodeCommand) -> String {
@@ -67,7 +85,8 @@ public enum RenderReport {
 
     public static func shell(_ d: Deployment, nodes: [NodeCommand]) throws(ShellQuote.Unrepresentable) -> String {
         var out = header(d)
-        for c in nodes {
+        for (i, c) in nodes.enumerated() {
+            out += groupTitle(d, c, previous: i > 0 ? nodes[i - 1] : nil)
             out += "\n" + nodeTitle(c) + "\n"
             out += (try prepare(c)) + (try envBlock(c)) + (try pretty(c.dockerArgv, firstLine: 5)) + "\n"
         }
@@ -79,7 +98,8 @@ public enum RenderReport {
         out += "\n# \(NodePaths.configFile), the same on every node:\n"
         let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
         out += lines.map { "#   \($0)".escapingControls }.joined(separator: "\n") + "\n"
-        for c in nodes {
+        for (i, c) in nodes.enumerated() {
+            out += groupTitle(d, c, previous: i > 0 ? nodes[i - 1] : nil)
             out += "\n" + nodeTitle(c) + "\n" + (try prepare(c))
             out += try writeLines(lines, to: NodePaths.configFile, append: false)
             out += (try envBlock(c)) + (try pretty(c.dockerArgv, firstLine: 5)) + "\n"
@@ -89,6 +109,8 @@ public enum RenderReport {
 
     struct JSONNode: Encodable {
         var name: String, host: String, user: String, role: String, rank: Int
+        /// The group's name; only when there are several.
+        var group: String?
         var env_file: String, env: [String: String]
         var docker_argv: [String], serve_argv: [String], command: String
     }
@@ -97,6 +119,11 @@ public enum RenderReport {
         var tensor_parallel_size: Int, served_model_name: String, config_yaml: String?
         var nodes: [JSONNode]
         var warnings: [String]
+        /// Only when there are several groups.
+        var groups: [JSONGroup]?
+    }
+    struct JSONGroup: Encodable {
+        var name: String, head: String, nodes: [String], port: Int, base_url: String, master_addr: String, master_port: Int
     }
 
     public static func json(_ d: Deployment, nodes: [NodeCommand], configYAML: String?) throws(ShellQuote.Unrepresentable) -> String {
@@ -107,13 +134,18 @@ public enum RenderReport {
                 if case .plain(let v) = value { env[name] = v } else { env[name] = Secret.redacted }
             }
             jsonNodes.append(JSONNode(name: c.node.name, host: c.node.host, user: c.node.user, role: c.isHead ? "head" : "worker",
-                                      rank: c.rank, env_file: NodePaths.envFile, env: env, docker_argv: c.dockerArgv,
+                                      rank: c.rank, group: d.isMultiGroup ? d.groups[c.group].name : nil, env_file: NodePaths.envFile, env: env, docker_argv: c.dockerArgv,
                                       serve_argv: c.serveArgv, command: try ShellQuote.join(c.dockerArgv)))
         }
         let r = JSONRender(cluster: d.inventory.cluster, recipe: d.recipe.name, image: d.inventory.image,
                            vllm_version: d.inventory.vllmVersion?.description, launcher: d.inventory.launcher.rawValue,
                            tensor_parallel_size: d.recipe.tensorParallelSize, served_model_name: d.recipe.servedModelName,
-                           config_yaml: configYAML, nodes: jsonNodes, warnings: d.warnings.map(\.description))
+                           config_yaml: configYAML, nodes: jsonNodes, warnings: d.warnings.map(\.description),
+                           groups: d.isMultiGroup ? d.groups.map { g in
+                               JSONGroup(name: g.name, head: g.head.name, nodes: g.nodes.map(\.name), port: g.port,
+                                         base_url: Endpoint.baseURL(host: g.head.host, port: g.port),
+                                         master_addr: g.head.interconnectIP, master_port: d.inventory.masterPort)
+                           } : nil)
         return encodeJSON(r)
     }
 }
