@@ -26,7 +26,7 @@ struct Sous: AsyncParsableCommand {
         Exit codes: 0 ok · 1 a check failed or drift · 2 bad input or usage (nothing touched) · 3 a node could not be reached.
         """,
         version: "sous " + SousVersion.current,
-        subcommands: [UpCommand.self, RollCommand.self, RollbackCommand.self, HistoryCommand.self, AuditCommand.self, HardenCommand.self, ClientCommand.self, RotateKeyCommand.self, WatchCommand.self, StatusCommand.self, DoctorCommand.self, FitCommand.self, InitCommand.self, CheckLinkCommand.self, ModelCommand.self, ValidateCommand.self, RenderCommand.self, PlanCommand.self, ExecCommand.self, SimCommand.self, RecipesCommand.self, ParsersCommand.self]
+        subcommands: [UpCommand.self, RollCommand.self, RollbackCommand.self, HistoryCommand.self, AuditCommand.self, HardenCommand.self, ClientCommand.self, RotateKeyCommand.self, WatchCommand.self, StatusCommand.self, DoctorCommand.self, FitCommand.self, InitCommand.self, CheckLinkCommand.self, ModelCommand.self, ValidateCommand.self, RenderCommand.self, PlanCommand.self, ExportCommand.self, ExecCommand.self, SimCommand.self, RecipesCommand.self, ParsersCommand.self]
     )
 
     static func main() async {
