@@ -64,6 +64,8 @@ public enum SimCluster {
         for repo in SimHub.repos { try SimHub.write(repo, to: l.hub, shardBytes: shardBytes) }
         if !fm.fileExists(atPath: l.hub + "/.tokens") { try "hf_sim_\(sha256Hex(UUID().uuidString).prefix(24))\n".write(toFile: l.hub + "/.tokens", atomically: true, encoding: .utf8) }
         try Local.sh("chmod -R a+rX '\(l.hub)'")
+        // The hub's HTTP server on the bridge address, for the real `hf` on the nodes (SimHubServer).
+        let hubLine = try SimHubServer.startDetached(hub: l.hub, rate: downloadRate)
 
         var known = "", state: [[String: Any]] = []
         var nodeLines: [String] = []
@@ -79,10 +81,11 @@ public enum SimCluster {
             let tools = "\(nd)/usr-local-bin/sous-sim-tools"
             try? fm.removeItem(atPath: tools)
             try fm.copyItem(atPath: Local.selfExecutable, toPath: tools)
-            for t in ["nvidia-smi", "systemctl", "ibdev2netdev", "hf", "huggingface-cli", "sous-sim-runc", "nvidia-container-runtime-hook"] {
+            for t in ["nvidia-smi", "systemctl", "ibdev2netdev", "sous-sim-runc", "nvidia-container-runtime-hook"] {
                 try? fm.removeItem(atPath: "\(nd)/usr-local-bin/\(t)")
                 try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools")
             }
+            try SimHubServer.installCLI(in: "\(nd)/usr-local-bin")
             try SimRuntime.writeEngineDir(nd, tools: tools)
             try SimNode.daemonJSON(node: name, registry: SimRegistry.address).write(to: URL(fileURLWithPath: "\(nd)/etc-docker/daemon.json"))
             let config = ["load_seconds": loadSeconds, "node": name, "sshd_pid_file": "\(nd)/sshd.pid",
@@ -143,7 +146,7 @@ public enum SimCluster {
         let elapsed = clock.now - start
         return ["registry: \(SimRegistry.address), \(SimRegistry.tags.count) images (\(built == 0 ? "all cached" : "\(built) built"))",
                 "sim: \(nodes) node\(nodes == 1 ? "" : "s") up in \(String(format: "%.1f", elapsed.seconds)) s: " + (1...nodes).map { "\(l.nodeName($0)) \(l.address($0))" }.joined(separator: ", "),
-                "inventory: \(inventoryPath)"]
+                hubLine, "inventory: \(inventoryPath)"]
     }
 
     static func waitForSSH(_ address: String, log: String) throws {
@@ -187,6 +190,7 @@ public enum SimCluster {
         for link in links { _ = try? Local.sh("ip link del \(link)", check: false) }
         for ns in namespaces { _ = try? Local.sh("ip netns del \(ns)", check: false) }
         _ = try? Local.sh("ip link del \(SimLayout.bridge) 2>/dev/null; ip route del unreachable \(SimLayout.range) 2>/dev/null", check: false)
+        SimHubServer.stopDetached(hub: l.hub)
         try? FileManager.default.removeItem(atPath: l.stateFile)
         return "sim: down (\(namespaces.count) node\(namespaces.count == 1 ? "" : "s"), \(killed) process\(killed == 1 ? "" : "es") stopped)"
     }
@@ -233,11 +237,8 @@ public enum SimCluster {
         }
         if fault == .noNodeSSH { try writeAuthorized(l, node, nodeSSH: off) }
         if fault == .noHostHF {
-            for t in ["hf", "huggingface-cli"] {
-                let link = "\(nd)/usr-local-bin/\(t)"
-                try? FileManager.default.removeItem(atPath: link)
-                if off { try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "/usr/local/bin/sous-sim-tools") }
-            }
+            for t in ["hf", "huggingface-cli"] { try? FileManager.default.removeItem(atPath: "\(nd)/usr-local-bin/\(t)") }
+            if off { try SimHubServer.installCLI(in: "\(nd)/usr-local-bin") }
         }
         if fault == .mtu1500 {
             try Local.sh("ip -n \(l.namespace(node)) link set \(SimLayout.interface) mtu \(off ? 9000 : 1500)")

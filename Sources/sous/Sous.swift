@@ -40,7 +40,6 @@ struct Sous: AsyncParsableCommand {
         case "vllm": SimVLLM.main(rest)
         case "systemctl": SimSystemctl.main(rest)
         case "ibdev2netdev": SimIbdev2netdev.main(rest)
-        case "hf", "huggingface-cli": SimHF.main(rest)
         default: break
         }
         do {

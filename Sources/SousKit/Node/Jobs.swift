@@ -26,6 +26,20 @@ public enum HFCacheOps {
         .shell("du -sb --exclude='*.incomplete' \"$1\" 2>/dev/null | cut -f1", args: [dir], timeout: .seconds(600))
     }
 
+    /// Bytes of a download so far: the blobs and the partial files being written (`*.incomplete`; the CLI writes a
+    /// file's bytes there and renames it when complete).
+    public static func downloaded(_ blobs: String) -> RemoteCommand {
+        .shell("du -sb \"$1\" 2>/dev/null | cut -f1", args: [blobs], timeout: .seconds(600))
+    }
+
+    /// `argv`, after removing the partial files no CLI resumes: huggingface_hub ≥ 1.x downloads each file to a
+    /// process-unique `<etag>.<8 hex>.incomplete` and removes it when it fails (file_download.py 2.4.0 :2004,
+    /// :2050), but a killed process leaves it behind, and the next run starts that file over under a new name.
+    /// (0.36.x's `<etag>.incomplete` is kept: it resumes it with a Range request.)
+    public static func withoutStalePartials(_ blobs: String, then argv: [String]) -> [String] {
+        ["sh", "-c", #"find "$1" -maxdepth 1 -type f -name '*.????????.incomplete' -delete 2>/dev/null; shift; exec "$@""#, "sh", blobs] + argv
+    }
+
     /// Whether rsync is on the source (else exit 5) and, over the node-to-node SSH `ssh`, on the target
     /// (else exit 7; any other failure: the source cannot log in to the target).
     public static func rsyncBothEnds(ssh: [String], target: String) -> RemoteCommand {

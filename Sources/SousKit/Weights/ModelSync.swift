@@ -169,14 +169,14 @@ public struct ModelSync: Sendable {
         let user = hostCLI == nil ? try await s.run(HFCacheOps.ids()).value : ""
         let image = inv.image, token = hfToken != nil, revision = deployment.recipe.revision
         let model = self.model
-        let command: @Sendable ([String]) -> (String, [String]) = { extra in
-            let args = ["download", model] + (revision.map { ["--revision", $0] } ?? []) + extra
+        let command: @Sendable ([String]) -> (String, [String]) = { files in
+            let args = HFDownload.arguments(model: model, revision: revision, files: files)
             if let hostCLI {
                 return ("\((hostCLI as NSString).lastPathComponent) on the host",
-                        ["env", "HF_HUB_DISABLE_PROGRESS_BARS=1"] + (token ? ["HF_TOKEN_PATH=\(tokenFile)"] : []) + [hostCLI] + args + ["--cache-dir", repo.hub])
+                        ["env"] + HFDownload.environment + (token ? ["HF_TOKEN_PATH=\(tokenFile)"] : []) + [hostCLI] + args + ["--cache-dir", repo.hub])
             }
             var docker = ["docker", "run", "--rm", "--network", "host", "--user", user,
-                          "-e", "HOME=/tmp", "-e", "HF_HUB_DISABLE_PROGRESS_BARS=1", "-v", "\(repo.cache):/root/.cache/huggingface"]
+                          "-e", "HOME=/tmp", "-v", "\(repo.cache):/root/.cache/huggingface"] + HFDownload.environment.flatMap { ["-e", $0] }
             if token { docker += ["-v", "\(tokenFile):/run/sous-hf-token:ro", "-e", "HF_TOKEN_PATH=/run/sous-hf-token"] }
             return ("hf in \(image)", docker + ["--entrypoint", "hf", image] + args + ["--cache-dir", "/root/.cache/huggingface/hub"])
         }
@@ -189,44 +189,49 @@ public struct ModelSync: Sendable {
     func fetch(_ s: NodeSession, repo: HFRepo, work: String, command: ([String]) -> (String, [String])) async throws -> String {
         let node = s.node.name
         // First config.json and the index: quick, fails fast on a gated or missing repo, and gives the total.
-        let (tool, first) = command(["--include", "config.json", "model.safetensors.index.json", "hf_quant_config.json"])
+        let (tool, first) = command(HFDownload.metadataFiles)
         let meta = try await s.run(RemoteCommand(first, timeout: .seconds(600)))
         if !meta.ok { throw classify(node, meta.combined, tool: tool) }
         let afterMeta = try await self.status(s)
         let total = afterMeta.fit?.weightBytes
         let (_, all) = command([])
-        let job = try await NodeJob.start(s, dir: work, name: "download-\(repo.dirName)", argv: all)
+        // A fresh start (not a second run attaching to a running one) first drops the partial files that no CLI
+        // will resume; progress counts the blobs and the partial files being written.
+        let job = try await NodeJob.start(s, dir: work, name: "download-\(repo.dirName)", argv: HFCacheOps.withoutStalePartials(repo.dir + "/blobs", then: all))
         let rc = try await watch(job, phase: "download (\(tool))" + (job.attached ? ", attached to the run started earlier" : ""), total: total, estimated: true, on: s,
-                                 measure: HFCacheOps.size(repo.dir + "/blobs"))
+                                 measure: HFCacheOps.downloaded(repo.dir + "/blobs"))
         if rc != 0 { throw classify(node, try await job.log(), tool: tool) }
         return tool
     }
 
-    /// The Hugging Face CLI's errors, in words that say what to do.
+    /// The Hugging Face CLI's errors, in words that say what to do. Every generation exits 1 for all of them (0.x
+    /// with the exception's traceback, ≥ 1.x with `Error: …`), so the kind is read from the output: `HFDownload.failure`.
     func classify(_ node: String, _ output: String, tool: String) -> StepFailure {
         let tokenEnv = inv.hfTokenEnv
         let page = "https://huggingface.co/\(model)"
-        if output.contains("gated repo") || output.contains("is restricted") {
+        let howToken = "export \(tokenEnv)=hf_… (a read token of that account, from https://huggingface.co/settings/tokens) and run again: sous hands it to the node only in a 0600 file (HF_TOKEN_PATH), never on a command line"
+        switch HFDownload.failure(output) {
+        case .gated:
             if hfToken == nil {
-                return fail(node, "\(model) is a gated model and \(tokenEnv) is not set",
-                            hint: "accept the license at \(page), then `export \(tokenEnv)=hf_…` with a token of that account and run again (sous hands it to the node only in a 0600 file)", .badInput)
+                return fail(node, "\(model) is a gated model: access must be requested on its page (\(page)) and \(tokenEnv) is not set",
+                            hint: "request access at \(page) (accept its license), then \(howToken)", .badInput)
             }
-            return fail(node, "the account of \(tokenEnv) has no access to the gated model \(model)", hint: "accept the license at \(page) with that account", .badInput)
-        }
-        if output.contains("Invalid credentials") || output.contains("Invalid user token") {
-            return fail(node, "the hub rejected the token in \(tokenEnv)", hint: "create a new read token at https://huggingface.co/settings/tokens", .badInput)
-        }
-        if output.contains("Revision Not Found") || output.contains("RevisionNotFoundError") {
+            return fail(node, "the account of \(tokenEnv) has no access to the gated model \(model) (access is granted per account on the model page)",
+                        hint: "request access at \(page) with that account, or \(howToken)", .badInput)
+        case .invalidToken:
+            return fail(node, "the hub rejected the token in \(tokenEnv) (invalid or expired)", hint: "create a new read token at https://huggingface.co/settings/tokens and export \(tokenEnv)", .badInput)
+        case .revisionNotFound:
             return fail(node, "\(model) has no revision \(deployment.recipe.revision ?? "main")", hint: "check `revision` in \(deployment.recipe.file)", .badInput)
-        }
-        if output.contains("Repository Not Found") || output.contains("RepositoryNotFoundError") {
+        case .repoNotFound:
             return fail(node, "no model \(model) on the hub (or it is private and \(tokenEnv) cannot see it)", hint: "check `model` in \(deployment.recipe.file)", .badInput)
-        }
-        if output.contains("executable file not found") {
+        case .noCLI:
             return fail(node, "the node has no Hugging Face CLI and the image has no `hf`", hint: "install it on the node: `pip install -U huggingface_hub` (gives `hf`)")
+        case .deprecatedCLI:
+            return fail(node, "the node's `huggingface-cli` is the deprecated stub of huggingface_hub ≥ 1.0 and downloads nothing", hint: "put `hf` on the node's PATH (it comes with the same package)")
+        case .other:
+            let tail = HFDownload.plain(output).split(separator: "\n").suffix(5).joined(separator: "\n")
+            return fail(node, "the download (\(tool)) failed: \(tail)", hint: "run again: finished files are kept")
         }
-        let tail = output.split(separator: "\n").suffix(5).joined(separator: "\n")
-        return fail(node, "the download (\(tool)) failed: \(tail)", hint: "run again to resume: finished files are kept")
     }
 
     // MARK: copy

@@ -22,8 +22,10 @@ struct SimCommand: ParsableCommand {
         `--gpus all` calls), the ConnectX-7 link and unified memory. The engine in the images is a modelled vLLM that \
         parses the real flags, joins the ranks over TCP and serves the OpenAI API.
 
-        A stand-in hub (DIR/hub) holds small checkpoints in the real formats, and each node has a modelled `hf` \
-        CLI; the nodes log in to each other with the login user's key, so `sous model --fetch` runs real rsync.
+        A simulated Hugging Face hub (an HTTP server on 10.213.0.1:8420 speaking the Hub API `hf download` uses, \
+        over small checkpoints in the real formats in DIR/hub) serves the real `hf` CLI on each node (huggingface_hub \
+        from PyPI, installed by scripts/hf-env; --hf-version picks the generation); the nodes log in to each other \
+        with the login user's key, so `sous model --fetch` runs real rsync.
 
           sous sim up                   start two nodes, write inventory/sim.yaml
           sous sim fault spark-2 wedge  switch a fault on (--off to clear it)
@@ -33,7 +35,7 @@ struct SimCommand: ParsableCommand {
                                         a checkpoint of any size in the hub
           sous sim down                 remove everything sim up made
         """,
-        subcommands: [SimUp.self, SimDown.self, SimFaultCommand.self, SimHubAdd.self, SimImage.self]
+        subcommands: [SimUp.self, SimDown.self, SimFaultCommand.self, SimHubAdd.self, SimImage.self, SimHubServe.self]
     )
 }
 
@@ -70,8 +72,15 @@ struct SimUp: ParsableCommand {
     @Option(help: "Bytes per second of a simulated download from the hub.")
     var downloadRate = 400_000_000
 
+    @Option(help: "The huggingface_hub release whose real `hf` the nodes run (installed by scripts/hf-env): \(SimHubServer.generations.joined(separator: ", ")). Default: SOUS_SIM_HF_VERSION, else \(SimHubServer.defaultGeneration).")
+    var hfVersion: String?
+
     func run() throws {
         try options.requireRoot()
+        if let hfVersion {
+            _ = try SimHubServer.cli(hfVersion)
+            setenv("SOUS_SIM_HF_VERSION", hfVersion, 1)
+        }
         let l = options.layout
         let path = inventory ?? (options.dir == ".sim" ? "inventory/sim.yaml" : "\(l.dir)/sim.yaml")
         for line in try SimCluster.up(l, nodes: nodes, inventory: path, loadSeconds: loadSeconds, 
@@ -124,6 +133,37 @@ struct SimHubAdd: ParsableCommand {
         try SimHub.write(repo, to: l.hub, shards: shards, shardBytes: shardBytes)
         try Local.sh("chmod -R a+rX '\(l.hub)/\(model)'")
         print("hub: \(model), \(shards) shards of \(shardBytes) bytes\(gated ? ", gated" : "")")
+    }
+}
+
+/// The simulated hub's server process (started by `sim up`, stopped by `sim down`).
+struct SimHubServe: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "hub-serve", abstract: "Serve the simulated hub over HTTP (started by `sim up`).",
+                                                    shouldDisplay: false)
+
+    @Option(help: "The hub directory.")
+    var hub: String
+
+    @Option(help: "IPv4 address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port of the Hub API.")
+    var port = 0
+
+    @Option(help: "IPv4 address of the CDN the large files redirect to (default: the next address after --host).")
+    var cdnHost: String?
+
+    @Option(help: "Port of the CDN.")
+    var cdnPort = 0
+
+    @Option(help: "Bytes per second over all downloads (0: unthrottled).")
+    var rate = 0
+
+    func run() throws {
+        let server = try SimHubServer(hub: hub, host: host, port: port, cdnHost: cdnHost, cdnPort: cdnPort, rate: rate)
+        print("hub: \(server.endpoint), CDN \(server.cdnHost):\(server.cdnPort)")
+        fflush(nil)
+        server.run()
     }
 }
 
