@@ -51,7 +51,7 @@ let package = Package(
         ),
         // Helpers shared by the test targets: hostile strings, the built binary, local processes.
         .target(name: "SousTestSupport", dependencies: ["SousKit", "SousSim"], path: "Tests/SousTestSupport"),
-        .testTarget(name: "SousKitTests", dependencies: ["SousKit", "SousSim", "SousTestSupport"], exclude: ["Golden", "Data"]),
+        .testTarget(name: "SousKitTests", dependencies: ["SousKit", "SousSim", "SousTestSupport"], exclude: ["Golden", "Data", "Fixtures"]),
         .testTarget(name: "SSHTests", dependencies: ["SSH", "SousKit", "SousSim", "SousTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

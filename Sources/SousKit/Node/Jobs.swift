@@ -34,7 +34,7 @@ public enum HFCacheOps {
 
     /// `argv`, after removing the partial files no CLI resumes: huggingface_hub ≥ 1.x downloads each file to a
     /// process-unique `<etag>.<8 hex>.incomplete` and removes it when it fails (file_download.py 2.4.0 :2004,
-    /// :2050), but a killed process leaves it behind, and the next run starts that file over under a new name.
+    /// :2046), but a killed process leaves it behind, and the next run starts that file over under a new name.
     /// (0.36.x's `<etag>.incomplete` is kept: it resumes it with a Range request.)
     public static func withoutStalePartials(_ blobs: String, then argv: [String]) -> [String] {
         ["sh", "-c", #"find "$1" -maxdepth 1 -type f -name '*.????????.incomplete' -delete 2>/dev/null; shift; exec "$@""#, "sh", blobs] + argv
