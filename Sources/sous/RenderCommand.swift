@@ -49,6 +49,7 @@ struct RenderCommand: ParsableCommand {
         if let checkpoint, format != .json {
             let c = try Checkpoint.local(checkpoint, memTotal: 0)
             print("# \(Checkpoint.quantizationLine(recipe: d.recipe, detected: c.quantization))")
+            if let w = Checkpoint.kvCacheWarning(c.quantization, recipeKVDtype: d.engine.kvCacheDtype) { Console.warning(w) }
         }
         switch format {
         case .shell: print(try RenderReport.shell(d, nodes: nodes), terminator: "")

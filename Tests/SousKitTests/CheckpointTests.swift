@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SousKit
+import SousSim
 
 @Suite struct CheckpointTests {
     typealias Q = CheckpointStatus.Quantization
@@ -11,19 +12,49 @@ import Testing
                 == Q(method: "fp8", source: "config.json quantization_config", kvCache: nil))
         #expect(Checkpoint.detectQuantization(configJSON: #"{"quantization_config": {"quant_method": "mxfp4"}}"#,
                                               hfQuantConfigJSON: #"{"quantization": {"quant_algo": "NVFP4"}}"#)?.method == "mxfp4")
-        // ModelOpt written into config.json: refined by its quant_algo.
+        // ModelOpt written into config.json: refined by its quant_algo; the KV cache as kv_cache_scheme.
         #expect(Checkpoint.detectQuantization(configJSON: #"{"quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8"}}"#, hfQuantConfigJSON: nil)
-                == Q(method: "modelopt_fp4", source: "config.json quantization_config", kvCache: "FP8"))
+                == Q(method: "modelopt_fp4", source: "config.json quantization_config", kvCache: "FP8", algorithm: "NVFP4"))
+        #expect(Checkpoint.detectQuantization(configJSON: #"{"quantization_config": {"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION", "kv_cache_scheme": {"dynamic": false, "num_bits": 8, "type": "float"}}}"#, hfQuantConfigJSON: nil)
+                == Q(method: "modelopt_mixed", source: "config.json quantization_config", kvCache: "FP8", algorithm: "MIXED_PRECISION"))
+        // hf_quant_config.json comes before compression_config (vLLM attaches it as the quantization config).
+        #expect(Checkpoint.detectQuantization(configJSON: #"{"compression_config": {"format": "float-quantized"}}"#,
+                                              hfQuantConfigJSON: #"{"quantization": {"quant_algo": "FP8"}}"#)?.source == "hf_quant_config.json")
         // compressed-tensors, with an FP8 KV cache scheme.
         #expect(Checkpoint.detectQuantization(configJSON: #"{"compression_config": {"format": "float-quantized", "kv_cache_scheme": {"type": "float", "num_bits": 8}}}"#, hfQuantConfigJSON: nil)
                 == Q(method: "compressed-tensors", source: "config.json compression_config", kvCache: "FP8"))
         // ModelOpt's hf_quant_config.json.
         #expect(Checkpoint.detectQuantization(configJSON: "{}", hfQuantConfigJSON: #"{"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8"}}"#)
-                == Q(method: "modelopt_fp4", source: "hf_quant_config.json", kvCache: "FP8"))
+                == Q(method: "modelopt_fp4", source: "hf_quant_config.json", kvCache: "FP8", algorithm: "NVFP4"))
         #expect(Checkpoint.detectQuantization(configJSON: "{}", hfQuantConfigJSON: #"{"quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": null}}"#)
-                == Q(method: "modelopt", source: "hf_quant_config.json", kvCache: nil))
-        #expect(Checkpoint.detectQuantization(configJSON: "{}", hfQuantConfigJSON: #"{"quantization": {"quant_algo": "MIXED_PRECISION"}}"#)?.method == "modelopt_mixed")
+                == Q(method: "modelopt", source: "hf_quant_config.json", kvCache: nil, algorithm: "FP8"))
         #expect(Checkpoint.detectQuantization(configJSON: #"{"torch_dtype": "bfloat16"}"#, hfQuantConfigJSON: nil) == nil)
+    }
+
+    /// Every quant_algo in vLLM's QUANT_ALGOS (modelopt.py) gets vLLM's method name; another is named as refused.
+    @Test(arguments: [("FP8", "modelopt"), ("FP8_PER_CHANNEL_PER_TOKEN", "modelopt"), ("fp8_pb_wo", "modelopt"), ("NVFP4", "modelopt_fp4"),
+                      ("W4A16_NVFP4", "modelopt_fp4"), ("MXFP8", "modelopt_mxfp8"), ("MIXED_PRECISION", "modelopt_mixed")])
+    func everyModelOptAlgorithmHasVLLMsName(_ algo: String, _ method: String) {
+        for (config, hf) in [(#"{"quantization_config": {"quant_method": "modelopt", "quant_algo": "\#(algo)"}}"#, nil),
+                             ("{}", #"{"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "\#(algo)"}}"#)] as [(String, String?)] {
+            let q = Checkpoint.detectQuantization(configJSON: config, hfQuantConfigJSON: hf)
+            #expect(q?.method == method && q?.algorithm == algo.uppercased() && q?.problem == nil)
+        }
+        let unknown = Checkpoint.detectQuantization(configJSON: "{}", hfQuantConfigJSON: #"{"quantization": {"quant_algo": "INT4_AWQ"}}"#)
+        #expect(unknown?.problem?.hasPrefix("ModelOpt quant_algo INT4_AWQ is not one vLLM loads") == true)
+        #expect(Checkpoint.quantizationAgrees(forced: method, checkpoint: method))
+    }
+
+    /// The shipped checkpoints of the simulated hub, read as vLLM reads them.
+    @Test func theShippedCheckpointsDeclareWhatThePublishedOnesDo() throws {
+        func detect(_ model: String) throws -> Q? {
+            let r = try #require(SimHub.repos.first { $0.model == model })
+            return Checkpoint.detectQuantization(configJSON: r.config, hfQuantConfigJSON: r.hfQuantConfig)
+        }
+        #expect(try detect("nvidia/NVIDIA-Nemotron-3-Super-120B-A12B-NVFP4") == Q(method: "modelopt_mixed", source: "config.json quantization_config", kvCache: "FP8", algorithm: "MIXED_PRECISION"))
+        #expect(try detect("Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8") == Q(method: "fp8", source: "config.json quantization_config", kvCache: nil))
+        #expect(try detect("Qwen/Qwen3-30B-A3B-Thinking-2507-FP8") == Q(method: "fp8", source: "config.json quantization_config", kvCache: nil))
+        #expect(try detect("openai/gpt-oss-120b") == Q(method: "mxfp4", source: "config.json quantization_config", kvCache: nil))
     }
 
     @Test func forcedMethodsAndKVWarnings() {

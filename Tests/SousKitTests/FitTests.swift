@@ -99,7 +99,7 @@ import SousTestSupport
         let seqs = engine(gmu: 0.5, maxLen: 4096, extra: [("max-num-seqs", .value("\(Int.max)"))])
         let state = FitInput(config: ["hybrid_override_pattern": "M*", "mamba_num_heads": 8, "mamba_head_dim": 64, "ssm_state_size": 128],
                              weightBytes: GiB, totalMemory: 32 * GiB)
-        #expect(Fit.compute(state, tp: 2, engine: seqs, profile: nil).messages == ["cannot size the checkpoint: the Mamba state of 9223372036854775807 sequences overflows: the checkpoint's sizes are implausible"])
+        #expect(Fit.compute(state, tp: 2, engine: seqs, profile: nil).messages == ["cannot size the checkpoint: the Mamba and window state of 9223372036854775807 sequences overflows: the checkpoint's sizes are implausible"])
         // A memory fraction outside 0…1 set by code, and a total memory of Int.max.
         #expect(Fit.compute(state, tp: 2, engine: engine(gmu: 4, maxLen: 4096), profile: nil).verdict == .doesNotFit)
         #expect(Fit.compute(FitInput(config: [:], weightBytes: 0, totalMemory: Int.max), tp: 1, engine: engine(gmu: 0.99, maxLen: 1), profile: nil).verdict == .doesNotFit)
@@ -108,10 +108,10 @@ import SousTestSupport
     /// The shipped recipes on two Sparks, with the architecture and size of their checkpoints as the simulated
     /// hub carries them (figures from the model cards, not read from the hub: see SimHub).
     @Test(arguments: [
-        ("nemotron-3-super-nvfp4", FitReport.Verdict.fits, 2048, 33_102_230),
+        ("nemotron-3-super-nvfp4", FitReport.Verdict.fits, 2048, 33_068_982),
         ("qwen3-coder-30b-a3b-fp8", .fitsWithWarnings, 49152, 1_829_146),
         ("qwen3-30b-a3b-thinking-fp8", .fitsWithWarnings, 49152, 1_829_146),
-        ("gpt-oss-120b", .fitsWithWarnings, 36864, 1_981_776),
+        ("gpt-oss-120b", .fitsWithWarnings, 18432, 3_929_460),
     ])
     func shippedRecipesOnTheSpark(_ name: String, _ verdict: FitReport.Verdict, _ kvPerToken: Int, _ tokens: Int) throws {
         let d = try Deployment.load(recipe: repoPath("recipes/\(name).yaml"), inventory: repoPath("inventory/two-sparks.yaml"))
@@ -123,12 +123,25 @@ import SousTestSupport
         #expect(r.kv_tokens == tokens)
         #expect(Fit.clientMessage(r, clientContext: d.recipe.clientContext) == nil)
         if name.hasPrefix("nemotron") {
-            // 74.5 GB of NVFP4 weights ÷ 2; 8 attention layers × 2 × 1 KV head × 128 × 1 byte (fp8); 36 Mamba layers of
-            // SSM 128 × 64 × 128 × 4 B (the recipe's float32 SSM cache) + conv 3 × (8192 + 2 × 8 × 128) × 2 B, ÷ 2 ranks,
-            // × 8 sequences; the budget is 0.8 (the Spark override) × 128 GiB.
-            #expect(r.weights_per_rank == 37_250_000_000 && r.attention_layers == 8)
-            #expect(r.mamba_state_bytes_per_sequence == 36 * (128 * 64 * 128 * 4 + 3 * (8192 + 2 * 8 * 128) * 2) / 2)
-            #expect(r.budget == Int(Double(128 * GiB) * 0.8) && r.max_num_seqs == 8 && r.context_at_concurrency == 262144)
+            // 74.5 GB of weights ÷ 2; 8 attention layers × 2 × 1 KV head × 128 × 1 byte (fp8); 40 Mamba layers (the
+            // real hybrid_override_pattern) of SSM 128 × 64 × 128 × 4 B (the recipe's float32 SSM cache) + conv
+            // 3 × (8192 + 2 × 8 × 128) × 2 B, ÷ 2 ranks = 85,114,880 B (81.2 MiB), × 8 sequences; the budget is 0.8 (the
+            // Spark override) × 128 GiB = 109,951,162,777 B; KV = budget − 37,250,000,000 − 4 GiB − 8 × 85,114,880
+            // = 67,725,276,441 B ÷ 2048 = 33,068,982 tokens.
+            #expect(r.weights_per_rank == 37_250_000_000 && r.attention_layers == 8 && r.windowed_layers == 0)
+            #expect(r.mamba_state_bytes_per_sequence == 40 * (128 * 64 * 128 * 4 + 3 * (8192 + 2 * 8 * 128) * 2) / 2)
+            #expect(r.mamba_state_bytes_per_sequence == 85_114_880)
+            #expect(r.budget == 109_951_162_777 && r.max_num_seqs == 8 && r.context_at_concurrency == 262144)
+            #expect((109_951_162_777 - 37_250_000_000 - 4 * GiB - 8 * 85_114_880) / 2048 == 33_068_982)
+        }
+        if name == "gpt-oss-120b" {
+            // 65,248,815,744 B ÷ 2; of 36 layers 18 full attention: 2 × 18 × (8 KV heads ÷ 2) × 64 × 2 B (bf16, kv auto)
+            // = 18,432 B per token; 18 sliding-window layers hold 128 tokens: 18,432 × 128 = 2,359,296 B per sequence,
+            // × 256 sequences; KV = 109,951,162,777 − 32,624,407,872 − 4 GiB − 256 × 2,359,296 = 72,427,786,633 B
+            // ÷ 18,432 = 3,929,460 tokens.
+            #expect(r.weights_per_rank == 32_624_407_872 && r.attention_layers == 18 && r.windowed_layers == 18)
+            #expect(r.window_kv_bytes_per_sequence == 2_359_296 && r.max_num_seqs == 256)
+            #expect((109_951_162_777 - 32_624_407_872 - 4 * GiB - 256 * 2_359_296) / 18_432 == 3_929_460)
         }
     }
 }

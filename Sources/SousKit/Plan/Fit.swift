@@ -74,6 +74,11 @@ public struct FitReport: Sendable, Encodable {
     public var kv_bytes_per_token_per_rank: Int
     /// Hybrid Mamba models: the fixed recurrent state of one sequence, per rank.
     public var mamba_state_bytes_per_sequence: Int
+    /// Sliding-window attention layers (gpt-oss's `sliding_attention`): not in the per-token KV figure; each holds at
+    /// most its window per sequence.
+    public var windowed_layers: Int = 0
+    /// Their KV of one full window, per sequence and rank.
+    public var window_kv_bytes_per_sequence: Int = 0
     public var budget: Int
     public var allowance: Int
     public var kv_cache_bytes: Int
@@ -123,18 +128,20 @@ public enum Fit {
         return (config["text_config"] as? [String: Any]).flatMap { implausible($0, prefix: "text_config.") }
     }
 
-    /// Attention layers: `*` in Nemotron-H's hybrid_override_pattern, `attention` entries of layers_block_type /
-    /// layer_types, else every layer.
-    static func attentionLayers(_ c: [String: Any]) -> (attention: Int, mamba: Int) {
+    /// Full-attention layers, sliding-window layers and Mamba layers: `*` and `M` in Nemotron-H's
+    /// hybrid_override_pattern (`E`, MoE, holds no cache); the entries of layers_block_type / layer_types
+    /// (`sliding_attention` windowed, other `…attention` full, `mamba`/`linear…` recurrent); else every layer full.
+    static func attentionLayers(_ c: [String: Any]) -> (attention: Int, mamba: Int, windowed: Int) {
         let layers = int(c, "num_hidden_layers", "n_layer") ?? 0
         if let pattern = c["hybrid_override_pattern"] as? String {
-            return (pattern.filter { $0 == "*" }.count, pattern.filter { $0 == "M" }.count)
+            return (pattern.filter { $0 == "*" }.count, pattern.filter { $0 == "M" }.count, 0)
         }
         if let types = (c["layers_block_type"] ?? c["layer_types"]) as? [String] {
-            let attention = types.filter { $0.contains("attention") }.count
-            return (attention, types.filter { $0.contains("mamba") || $0.contains("linear") }.count)
+            let windowed = types.filter { $0 == "sliding_attention" }.count
+            let attention = types.filter { $0.contains("attention") && $0 != "sliding_attention" && !$0.hasPrefix("linear") }.count
+            return (attention, types.filter { $0.contains("mamba") || $0.hasPrefix("linear") }.count, windowed)
         }
-        return (layers, 0)
+        return (layers, 0, 0)
     }
 
     static func dtypeBytes(_ name: String?) -> Int {
@@ -171,10 +178,13 @@ public enum Fit {
         let heads = int(c, "num_attention_heads", "n_head") ?? 1
         let kvHeads = int(c, "num_key_value_heads") ?? heads
         let headDim = int(c, "head_dim") ?? ((int(c, "hidden_size") ?? 0) / max(heads, 1))
-        let (attention, mamba) = attentionLayers(c)
+        let (attention, mamba, windowed) = attentionLayers(c)
         let kvDtype = engine.kvCacheDtype == "auto" ? c["torch_dtype"] as? String ?? c["dtype"] as? String : engine.kvCacheDtype
         // K and V for every attention layer; KV heads split across ranks (replicated when fewer than ranks).
         let kvPerToken = try checked(Checked.product(2, attention, (kvHeads + tp - 1) / tp, headDim, dtypeBytes(kvDtype)), "KV bytes per token")
+        // Sliding-window layers keep at most `sliding_window` tokens of K and V per sequence, whatever its length.
+        let window = windowed > 0 ? (int(c, "sliding_window") ?? 0) : 0
+        let windowState = try checked(Checked.product(2, windowed, (kvHeads + tp - 1) / tp, headDim, dtypeBytes(kvDtype), window), "the sliding-window KV per sequence")
         // Mamba: per sequence, the SSM state (heads × head_dim × state, in mamba_ssm_cache_dtype) and the conv
         // state ((kernel − 1) × (heads × head_dim + 2 × groups × state), model dtype), split across ranks.
         var mambaState = 0
@@ -194,7 +204,7 @@ public enum Fit {
         let budgetBytes = Double(input.totalMemory) * engine.gpuMemoryUtilization
         guard budgetBytes >= 0, budgetBytes < 0x1p62 else { throw Overflow(what: "the budget (\(input.totalMemory) B × \(engine.gpuMemoryUtilization))") }
         let budget = Int(budgetBytes)
-        let mambaAll = try checked(Checked.product(mambaState, maxSeqs), "the Mamba state of \(maxSeqs) sequences")
+        let mambaAll = try checked(Checked.product(try checked(Checked.sum([mambaState, windowState]), "the state per sequence"), maxSeqs), "the Mamba and window state of \(maxSeqs) sequences")
         let kvCache = budget - (try checked(Checked.sum([weights, allowance, mambaAll]), "weights + allowance + Mamba state"))
         let kvTokens = kvPerToken > 0 ? max(0, kvCache) / kvPerToken : 0
         let atConcurrency = min(engine.maxModelLen, kvTokens / maxSeqs)
@@ -218,7 +228,8 @@ public enum Fit {
             messages.append("\(maxSeqs) sequences of \(engine.maxModelLen) tokens do not fit at once: each gets \(atConcurrency) when all are full")
         }
         return FitReport(weights_per_rank: weights, attention_layers: attention, kv_bytes_per_token_per_rank: kvPerToken,
-                         mamba_state_bytes_per_sequence: mambaState, budget: budget, allowance: allowance, kv_cache_bytes: max(0, kvCache),
+                         mamba_state_bytes_per_sequence: mambaState, windowed_layers: windowed, window_kv_bytes_per_sequence: windowState,
+                         budget: budget, allowance: allowance, kv_cache_bytes: max(0, kvCache),
                          kv_tokens: kvTokens, max_num_seqs: maxSeqs, context_at_concurrency: atConcurrency, os_headroom: os,
                          verdict: verdict, messages: messages)
     }
@@ -233,6 +244,9 @@ public enum Fit {
             ("weights per rank", g(r.weights_per_rank)),
             ("KV per token per rank", "\(r.kv_bytes_per_token_per_rank) B (\(r.attention_layers) attention layers)"),
         ]
+        if r.windowed_layers > 0 {
+            rows.append(("sliding-window KV", String(format: "%.1f MiB per seq per rank (%d windowed layers, fixed, × %d sequences)", Double(r.window_kv_bytes_per_sequence) / 1048576, r.windowed_layers, r.max_num_seqs)))
+        }
         if r.mamba_state_bytes_per_sequence > 0 {
             rows.append(("Mamba state per seq", String(format: "%.1f MiB per rank (fixed, × %d sequences)", Double(r.mamba_state_bytes_per_sequence) / 1048576, r.max_num_seqs)))
         }

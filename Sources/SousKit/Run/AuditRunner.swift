@@ -38,6 +38,10 @@ public struct AuditRunner: Sendable {
             return gathered.map { audit, ckpt in
                 var a = audit
                 a.findings.append(Audit.checkpoint(ckpt, head: head, headName: inv.head.name, isHead: audit.role == "head"))
+                // The recipe's KV dtype against the KV cache the checkpoint declares: a warning, not drift.
+                if audit.role == "head", let w = Checkpoint.kvCacheWarning(ckpt.quantization, recipeKVDtype: deployment.engine.kvCacheDtype) {
+                    a.findings.append(Finding(kind: .note, text: "warning: \(w)"))
+                }
                 return a
             }
         }

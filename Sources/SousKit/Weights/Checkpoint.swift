@@ -55,6 +55,14 @@ public struct CheckpointStatus: Sendable, Encodable {
         public var source: String
         /// The checkpoint's KV-cache quantization (`FP8`), when it declares one.
         public var kvCache: String?
+        /// ModelOpt's quant_algo, for ModelOpt checkpoints.
+        public var algorithm: String?
+        /// Why vLLM will not load it, when sous can tell.
+        public var problem: String?
+
+        public init(method: String, source: String, kvCache: String?, algorithm: String? = nil, problem: String? = nil) {
+            (self.method, self.source, self.kvCache, self.algorithm, self.problem) = (method, source, kvCache, algorithm, problem)
+        }
     }
 
     /// The memory-budget input for `sous fit`, when config.json and the safetensors index are there.
@@ -225,53 +233,73 @@ public enum Checkpoint {
         return status
     }
 
-    /// The method vLLM detects, in vLLM's order: config.json quantization_config.quant_method (ModelOpt's
-    /// `modelopt` refined by its quant_algo), else config.json compression_config (compressed-tensors), else
-    /// ModelOpt's hf_quant_config.json (quant_algo FP8 → modelopt, NVFP4 → modelopt_fp4, MIXED_PRECISION →
-    /// modelopt_mixed). kv_cache_quant_algo / kv_cache_scheme say whether the KV cache is quantized.
+    /// vLLM's method name for each ModelOpt `quant_algo` it loads (vllm/model_executor/layers/quantization/
+    /// modelopt.py `QUANT_ALGOS`): the configs' `override_quantization_method` claim NVFP4 and W4A16_NVFP4 for
+    /// `modelopt_fp4` ("NVFP4" in algo), MXFP8 for `modelopt_mxfp8`, MIXED_PRECISION for `modelopt_mixed`, FP8 for
+    /// `modelopt`; FP8_PER_CHANNEL_PER_TOKEN and FP8_PB_WO stay with the checkpoint's `modelopt`, whose
+    /// ModelOptFp8Config serves them. Another algo is refused by vLLM at load ("ModelOpt currently only supports …").
+    public static let modeloptMethods = ["FP8": "modelopt", "FP8_PER_CHANNEL_PER_TOKEN": "modelopt", "FP8_PB_WO": "modelopt",
+                                         "NVFP4": "modelopt_fp4", "W4A16_NVFP4": "modelopt_fp4", "MXFP8": "modelopt_mxfp8",
+                                         "MIXED_PRECISION": "modelopt_mixed"]
+
+    /// The method vLLM detects, in vLLM's order: config.json `quantization_config`; else hf_quant_config.json,
+    /// which vLLM attaches as the quantization config when config.json has none (vllm/transformers_utils/config.py
+    /// `get_config`: "ModelOpt 0.29.0 and before saves the quantization config in a separate hf_quant_config.json");
+    /// else config.json `compression_config` (vllm/config/model.py `_parse_quant_hf_config`). ModelOpt's
+    /// `modelopt` is refined by its quant_algo (`modeloptMethods`). The KV cache: ModelOpt's `kv_cache_quant_algo`
+    /// (hf_quant_config.json) or `kv_cache_scheme` {type float, 8 bits} → FP8 (config.json; modelopt.py
+    /// `ModelOptQuantConfigBase.from_config` reads these two, in that format), the same scheme for compressed-tensors.
     public static func detectQuantization(configJSON: String?, hfQuantConfigJSON: String?) -> CheckpointStatus.Quantization? {
         func object(_ s: String?) -> [String: Any]? { s.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] } }
+        func scheme(_ q: [String: Any]) -> String? {
+            (q["kv_cache_scheme"] as? [String: Any]).map { s in (s["type"] as? String == "float" && s["num_bits"] as? Int == 8) ? "FP8" : "quantized" }
+        }
         func modelopt(_ q: [String: Any], source: String) -> CheckpointStatus.Quantization? {
             let inner = q["quantization"] as? [String: Any] ?? q
             guard let algo = (inner["quant_algo"] as? String)?.uppercased() else { return nil }
-            let method = algo == "NVFP4" ? "modelopt_fp4" : algo.hasPrefix("FP8") ? "modelopt" : algo == "MIXED_PRECISION" ? "modelopt_mixed" : algo.lowercased()
-            return .init(method: method, source: source, kvCache: (inner["kv_cache_quant_algo"] as? String)?.uppercased())
-        }
-        if let c = object(configJSON) {
-            if let q = c["quantization_config"] as? [String: Any], let method = q["quant_method"] as? String {
-                if method == "modelopt", let m = modelopt(q, source: "config.json quantization_config") { return m }
-                let kv = (q["kv_cache_scheme"] as? [String: Any]).map { s in (s["type"] as? String == "float" && s["num_bits"] as? Int == 8) ? "FP8" : "quantized" }
-                return .init(method: method, source: "config.json quantization_config", kvCache: kv)
+            let kv = (inner["kv_cache_quant_algo"] as? String)?.uppercased() ?? scheme(inner)
+            guard let method = modeloptMethods[algo] else {
+                return .init(method: "modelopt", source: source, kvCache: kv, algorithm: algo,
+                             problem: "ModelOpt quant_algo \(algo) is not one vLLM loads (\(modeloptMethods.keys.sorted().joined(separator: ", ")))")
             }
-            if let cc = c["compression_config"] as? [String: Any] {
-                let kv = (cc["kv_cache_scheme"] as? [String: Any]).map { s in (s["type"] as? String == "float" && s["num_bits"] as? Int == 8) ? "FP8" : "quantized" }
-                return .init(method: "compressed-tensors", source: "config.json compression_config", kvCache: kv)
-            }
+            return .init(method: method, source: source, kvCache: kv, algorithm: algo)
         }
-        if let h = object(hfQuantConfigJSON) { return modelopt(h, source: "hf_quant_config.json") }
+        let c = object(configJSON)
+        if let q = c?["quantization_config"] as? [String: Any], let method = (q["quant_method"] as? String)?.lowercased() {
+            if method.hasPrefix("modelopt"), let m = modelopt(q, source: "config.json quantization_config") { return m }
+            return .init(method: method == "compressed_tensors" ? "compressed-tensors" : method, source: "config.json quantization_config", kvCache: scheme(q))
+        }
+        if let h = object(hfQuantConfigJSON), let m = modelopt(h, source: "hf_quant_config.json") { return m }
+        if let cc = c?["compression_config"] as? [String: Any] {
+            return .init(method: "compressed-tensors", source: "config.json compression_config", kvCache: scheme(cc))
+        }
         return nil
     }
 
-    /// vLLM's names for what a checkpoint declares: ModelOpt FP8 → modelopt, NVFP4 → modelopt_fp4; a
-    /// `*_marlin` kernel choice agrees with its base method.
+    /// vLLM's names for what a checkpoint declares (`modeloptMethods`, and the older spellings); a `*_marlin` kernel
+    /// choice agrees with its base method.
     public static func quantizationAgrees(forced: String, checkpoint: String) -> Bool {
         let c = checkpoint.lowercased()
-        let normalized = ["nvfp4": "modelopt_fp4", "fp8_modelopt": "modelopt", "compressed_tensors": "compressed-tensors"][c] ?? c
+        let normalized = ["nvfp4": "modelopt_fp4", "fp8_modelopt": "modelopt", "compressed_tensors": "compressed-tensors",
+                          "mixed_precision": "modelopt_mixed", "mxfp8": "modelopt_mxfp8"][c] ?? c
         return forced == normalized || forced == c || (forced.hasSuffix("_marlin") && normalized == String(forced.dropLast(7)))
     }
 
-    /// A warning when the recipe's kv_cache_dtype disagrees with the KV quantization the checkpoint was calibrated for.
+    /// A warning when the recipe's kv_cache_dtype disagrees with the KV quantization the checkpoint declares: its
+    /// KV scales (`k_scale`/`v_scale`) were calibrated for an FP8 cache, and a 16-bit cache takes twice the memory
+    /// per token that `sous fit` would size with fp8.
     public static func kvCacheWarning(_ q: CheckpointStatus.Quantization?, recipeKVDtype: String) -> String? {
-        guard let kv = q?.kvCache else { return nil }
+        guard let q, let kv = q.kvCache else { return nil }
         if kv == "FP8", !recipeKVDtype.hasPrefix("fp8") {
-            return "the checkpoint was calibrated for an FP8 KV cache (\(q!.source)); the recipe's kv_cache_dtype is \(recipeKVDtype)"
+            return "the checkpoint was calibrated for an FP8 KV cache (\(q.source)); the recipe's kv_cache_dtype is \(recipeKVDtype)"
         }
         return nil
     }
 
     /// One line for render and plan: the recipe's setting and what the checkpoint says.
     public static func quantizationLine(recipe: Recipe, detected: CheckpointStatus.Quantization?) -> String {
-        let detectedText = detected.map { "the checkpoint says \($0.method) (\($0.source))" + ($0.kvCache.map { ", KV cache \($0)" } ?? "") } ?? "the checkpoint declares no quantization"
+        let detectedText = detected.map { d in "the checkpoint says \(d.method)" + (d.algorithm.map { " (\($0), \(d.source))" } ?? " (\(d.source))")
+            + (d.kvCache.map { ", KV cache \($0)" } ?? "") + (d.problem.map { " — \($0)" } ?? "") } ?? "the checkpoint declares no quantization"
         switch recipe.quantization {
         case .auto: return "quantization: auto → \(detectedText)"
         case .method(let m, _):
