@@ -552,6 +552,9 @@ extension SimHubServer {
                                                          "--cdn-host", simCDNAddress, "--cdn-port", String(simCDNPort), "--rate", String(rate)],
                                   output: log, detach: true)
         try String(pid).write(toFile: pidFile(hub), atomically: true, encoding: .utf8)
+        // The images' `hf` (SimRegistry's rootfs) execs /var/cache/sous/hf/current/bin/hf: the same wrapper as the nodes'.
+        try FileManager.default.createDirectory(atPath: cliCache + "/current/bin", withIntermediateDirectories: true)
+        try installCLI(in: cliCache + "/current/bin", version: version)
         try JSONSerialization.data(withJSONObject: ["endpoint": "http://\(simAddress):\(simPort)", "hf_version": version], options: [.sortedKeys])
             .write(to: URL(fileURLWithPath: hub + "/.server.json"))
         for _ in 0..<250 {
@@ -571,28 +574,5 @@ extension SimHubServer {
         let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
         if cmdline.contains("hub-serve") && cmdline.contains(hub) { Local.stop(pid, grace: 2) }
         try? FileManager.default.removeItem(atPath: pidFile(hub))
-    }
-}
-
-/// `hf` inside a simulated image (the modelled `docker run --entrypoint hf IMAGE download …`): the same real CLI as
-/// the nodes', with the container's environment, against the simulated hub. (It was a model of the CLI before.)
-public enum SimHF {
-    public static func main(_ argv: [String], env: [String: String]) -> Never {
-        // The generation `sous sim up` chose, as it wrote it beside the hub.
-        let server = SimPaths.string("hub").flatMap { FileManager.default.contents(atPath: $0 + "/.server.json") }
-            .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
-        let hf: String
-        do { hf = try SimHubServer.cli(server?["hf_version"] as? String ?? SimHubServer.generation) } catch {
-            FileHandle.standardError.write(Data("docker: Error response from daemon: failed to create task: exec: \"hf\": executable file not found in $PATH: \(error)\n".utf8))
-            exit(127)
-        }
-        var e = env
-        for (k, v) in SimHubServer.cliEnvironment(endpoint: "http://\(SimHubServer.simAddress):\(SimHubServer.simPort)") { e[k] = v }
-        e["PATH"] = e["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        let args = ([hf] + argv).map { strdup($0) } + [nil]
-        let envp = e.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        execve(hf, args, envp)
-        FileHandle.standardError.write(Data("docker: exec \(hf): \(String(cString: strerror(errno)))\n".utf8))
-        exit(127)
     }
 }
