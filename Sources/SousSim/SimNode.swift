@@ -49,6 +49,9 @@ public enum SimNode {
         }
         lines += [
             "mount --rbind \(nd)/dev /dev",
+            // /sys of the node's network namespace (its /sys/class/net), with this machine's cgroup hierarchies
+            // moved back under it for dockerd and runc.
+            "mkdir -p \(nd)/cgroup && mount --rbind /sys/fs/cgroup \(nd)/cgroup && mount -t sysfs sysfs /sys && mount --move \(nd)/cgroup /sys/fs/cgroup",
             "mount --bind \(nd)/etc-systemd-system /etc/systemd/system",
             "mount --bind \(nd)/etc-default /etc/default",
             "mount --bind \(nd)/etc-docker /etc/docker",

@@ -12,13 +12,13 @@ public enum SimRegistry {
     /// image definition gets a new directory (`generation`), so a stale one is never served.
     static let cacheRoot = "/var/cache/sous/sim-registry"
     /// Bump when the image contents change.
-    static let generation = "3"
+    static let generation = "4"
     static var storage: String { "\(cacheRoot)/g\(generation)" }
     public static let repository = "vllm/vllm-openai"
 
     /// The tags `sim up` offers: the releases the simulation serves, and bad builds of one of them (a roll to
     /// `v0.28.0-sim-crash-on-start` must roll back). The image's engine reads its version and faults from its env.
-    public static let releases = ["0.24.0", "0.25.0", "0.28.0"]
+    public static let releases = ["0.15.0", "0.24.0", "0.25.0", "0.28.0"]
     public static var imageFaults: [SimFault] { [.slowLoad, .crashOnStart, .crashLater, .workerNeverJoins, .wrongParser, .malformedArguments, .engineDead, .wedge] }
     public static var tags: [String] { releases.map { "v\($0)" } + imageFaults.map { "v0.28.0-sim-\($0.rawValue)" } }
 

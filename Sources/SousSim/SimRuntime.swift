@@ -63,6 +63,12 @@ public enum SimRuntime {
             mounts.append(["destination": dir, "type": "bind", "source": dir, "options": ["rbind", "ro", "nosuid"]])
         }
         spec["mounts"] = mounts
+        // `--ulimit memlock=-1` (rendered for RDMA) needs CAP_SYS_RESOURCE, which this machine's root lacks
+        // (as for negative oom_score_adj, MACHINE.md); a DGX Spark allows it. The limit is dropped here only.
+        if var process = spec["process"] as? [String: Any], let limits = process["rlimits"] as? [[String: Any]] {
+            process["rlimits"] = limits.filter { $0["type"] as? String != "RLIMIT_MEMLOCK" }
+            spec["process"] = process
+        }
         try JSONSerialization.data(withJSONObject: spec).write(to: URL(fileURLWithPath: path))
     }
 

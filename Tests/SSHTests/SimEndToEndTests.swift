@@ -433,9 +433,9 @@ import SousTestSupport
         #expect(again.out.contains("\n-cluster: lab\n") && again.out.contains("\n+cluster: lab2\n"))
         #expect(try sous(args + ["--force"]).status == 0)
         // A node without Docker: init says so and still writes what it found, marked.
-        _ = try exec("spark-2", "sudo -n mv /usr/local/bin/docker /usr/local/bin/docker.off")
+        try fault("spark-2", "docker-down")
         let noDocker = try sous(args + ["--force"])
-        _ = try exec("spark-2", "sudo -n mv /usr/local/bin/docker.off /usr/local/bin/docker")
+        try fault("spark-2", "reboot")  // the node back with its Docker, by a power cycle
         #expect(noDocker.status == 0)
         #expect(noDocker.err.contains("warning: spark-2: docker is not usable by sous without a password"))
         #expect(try String(contentsOfFile: written, encoding: .utf8).contains("# spark-2: Debian GNU/Linux 12 (bookworm); GPU NVIDIA GB10, [N/A]; 125 GiB memory; docker NOT usable without a password"))

@@ -53,7 +53,10 @@ public enum DockerOps {
 
     /// Everything `docker inspect` knows, as JSON (for `sous audit`).
     public static func inspect() -> RemoteCommand {
-        RemoteCommand(["docker", "inspect", "--format", "{{json .}}", container], timeout: .seconds(30))
+        // The container, then its image's own environment on a second line: a real image sets variables of its
+        // own (PATH, CUDA's, vLLM's), which are not drift (found once the simulation ran real Docker).
+        .shell("docker inspect --format '{{json .}}' \"$1\" && docker image inspect --format '{{json .Config.Env}}' \"$(docker inspect --format '{{.Image}}' \"$1\")\"",
+               args: [container], timeout: .seconds(30))
     }
 
     /// The last `tail` lines of the container's log (stdout and stderr).
@@ -68,11 +71,13 @@ public enum DockerOps {
 
     /// The parsed `docker inspect --format {{json .}}`, as `sous audit` compares it.
     public static func parseInspect(_ r: CommandResult, node: NodeSpec, checkpointQuantization: String?) -> RunningNode {
-        guard r.ok, let obj = try? JSONSerialization.jsonObject(with: r.stdout) as? [String: Any] else {
+        let lines = r.stdout.split(separator: UInt8(ascii: "\n"))
+        guard r.ok, let first = lines.first, let obj = try? JSONSerialization.jsonObject(with: Data(first)) as? [String: Any] else {
             return RunningNode(node: node, running: false, imageRef: "", imageID: "", args: [], env: [], checkpointQuantization: nil)
         }
         let config = obj["Config"] as? [String: Any] ?? [:]
-        let env = (config["Env"] as? [String] ?? []).map { e -> (String, String) in
+        let imageEnv = Set(lines.dropFirst().first.flatMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String] } ?? [])
+        let env = (config["Env"] as? [String] ?? []).filter { !imageEnv.contains($0) }.map { e -> (String, String) in
             let p = e.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(p[0]), p.count > 1 ? String(p[1]) : "")
         }
