@@ -116,18 +116,28 @@ public struct ServeArgs: Sendable, Equatable {
         ["headless", "enable-auto-tool-choice"].contains(name) || passThroughBare.contains(name)
     }
 
-    /// The engine-start check vLLM makes after loading: parser names must be registered in this version.
-    public func engineStartError(version: VLLMVersion) -> String? {
+    /// The checks vLLM makes on its parser flags, all before any weight is loaded (vLLM v0.28.0):
+    /// - `--enable-auto-tool-choice` without `--tool-call-parser` fails right after argparse, on every rank
+    ///   (entrypoints/openai/cli_args.py:422-423 `validate_parsed_serve_args`, called by cli/serve.py:154-155);
+    /// - an unknown tool parser, with auto tool choice on, fails in the API server's `setup_server`
+    ///   (entrypoints/openai/api_server.py:577-583); without auto tool choice the parser is never looked up
+    ///   (parser/parser_manager.py:55-57), so a misspelt name passes and requests with tools get a 400 instead;
+    /// - an unknown reasoning parser fails when the engine config is made, after the tokenizer is read and
+    ///   before the weights (config/reasoning.py:79-86, reasoning/abs_reasoning_parsers.py:245-247).
+    public func startupError(version: VLLMVersion) -> String? {
         let release = ParserCatalog.builtin.release(atOrBelow: version)
-        if toolCallParser != nil, !enableAutoToolChoice {
-            return "ValueError: --tool-call-parser requires --enable-auto-tool-choice"
+        if enableAutoToolChoice, toolCallParser == nil {
+            return "TypeError: Error: --enable-auto-tool-choice requires --tool-call-parser"
         }
-        if let t = toolCallParser, release.toolCallParsers[t] == nil {
+        if enableAutoToolChoice, let t = toolCallParser, release.toolCallParsers[t] == nil, nodeRank == 0 {
             return "KeyError: 'invalid tool call parser: \(t) (chose from { \(release.toolCallParsers.keys.sorted().joined(separator: ",")) })'"
         }
         if let r = reasoningParser, release.reasoningParsers[r] == nil {
-            return "KeyError: 'invalid reasoning parser: \(r) (chose from { \(release.reasoningParsers.keys.sorted().joined(separator: ",")) })'"
+            return "KeyError: \"Reasoning parser '\(r)' not found. Available parsers: \(release.reasoningParsers.keys.sorted())\""
         }
         return nil
     }
+
+    /// Tool calls are taken apart only with both flags (parser/parser_manager.py v0.28.0:55-57).
+    public var parsesToolCalls: Bool { enableAutoToolChoice && toolCallParser != nil }
 }

@@ -34,6 +34,8 @@ public enum SimFault: String, Sendable, CaseIterable {
     case registryDown = "registry-down"
     /// The registry accepts connections but never answers: a pull stalls (every node).
     case registryStall = "registry-stall"
+    /// Streamed tool calls come out as markup in content while non-streamed ones parse (vllm#39056).
+    case streamMarkup = "stream-markup"
 }
 
 /// The OpenAI-compatible behaviour of the simulated vLLM head, as a pure function of the request.
@@ -104,72 +106,189 @@ public struct SimAPI: Sendable {
         }
     }
 
-    func error(_ code: Int, _ message: String, type: String) -> Response {
-        Response(status: code, body: json(["object": "error", "message": message, "type": type, "param": NSNull(), "code": code]))
+    /// vLLM's error body: nested, `code` the HTTP status (entrypoints/openai/engine/protocol.py v0.28.0:68-76,
+    /// built by serve/exception_handling/error_response.py:17-94). The API-key middleware's 401 is the one flat
+    /// body (serve/utils/server_utils.py v0.28.0:30-78).
+    func error(_ code: Int, _ message: String, type: String, param: String? = nil) -> Response {
+        Response(status: code, body: json(["error": ["message": message, "type": type, "param": param ?? NSNull(), "code": code] as [String: Any]]))
+    }
+
+    /// The prompt the modelled engine pretends to have read.
+    static let promptTokens = 120
+
+    /// What the model produced for one request, before it is sent as one body or as a stream.
+    struct Output {
+        var reasoning: String?
+        var content: String?
+        var call: (name: String, arguments: String)?
+        var finish = "stop"
+        var tokens = 0
+        /// Written under structured outputs (tool_choice required or named), not parsed from text.
+        var forced = false
     }
 
     func chat(_ body: Data) -> Response {
         guard let req = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else {
-            return error(400, "Invalid JSON body", type: "BadRequestError")
+            return error(400, "Invalid JSON body", type: "Bad Request")
         }
         let model = req["model"] as? String ?? ""
-        guard model == args.servedName else {
-            return error(404, "The model `\(model)` does not exist.", type: "NotFoundError")
+        // An empty model is accepted (serve/engine/serving.py v0.28.0:70-75 `_is_model_supported`).
+        guard model.isEmpty || model == args.servedName else {
+            return error(404, "The model `\(model)` does not exist.", type: "NotFoundError", param: "model")
         }
-        let messages = req["messages"] as? [[String: Any]] ?? []
+        let stream = req["stream"] as? Bool ?? false
+        if req["stream_options"] != nil, !stream {
+            return error(400, "Stream options can only be defined when `stream=True`.", type: "Bad Request")
+        }
         let tools = req["tools"] as? [[String: Any]] ?? []
-        let maxTokens = req["max_tokens"] as? Int ?? 16
-        let toolChoice = req["tool_choice"]
-        let reasoning = "The user wants the weather; I need to call get_weather with the city they named."
-        let reasons = args.reasoningParser != nil && !faults.contains(.wrongParser)
-        var message: [String: Any] = ["role": "assistant", "content": NSNull(), "tool_calls": [Any](), "refusal": NSNull()]
-        var finish = "stop"
-        var completionTokens = 0
+        // With tools, tool_choice defaults to auto (chat_completion/protocol.py v0.28.0:917-918).
+        let toolChoice: Any = req["tool_choice"] ?? (tools.isEmpty ? "none" : "auto")
+        let named = ((toolChoice as? [String: Any])?["function"] as? [String: Any])?["name"] as? String
+        if !tools.isEmpty, (toolChoice as? String) != "none", !args.parsesToolCalls {
+            // renderers/online_renderer.py v0.28.0:145-173.
+            if (toolChoice as? String) == "auto" {
+                return error(400, "\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set", type: "BadRequestError")
+            }
+            let desc = named.map { "function \"\($0)\"" } ?? "\"\(toolChoice)\""
+            return error(400, "tool_choice=\(desc) requires --tool-call-parser to be set", type: "BadRequestError")
+        }
+        if let named, !tools.contains(where: { ($0["function"] as? [String: Any])?["name"] as? String == named }) {
+            return error(400, "The tool specified in `tool_choice` does not match any of the specified `tools`", type: "BadRequestError")
+        }
+        // Without max_tokens a chat completion may use the rest of the context (serve/utils/api_utils.py
+        // v0.28.0:169-205 `get_max_tokens`: min(max_model_len - prompt, …)); 16 is /v1/completions' default only.
+        let maxTokens = (req["max_completion_tokens"] ?? req["max_tokens"]) as? Int ?? (args.maxModelLen - Self.promptTokens)
+        let out = output(req, tools: tools, forced: (toolChoice as? String) == "required" || named != nil, named: named, maxTokens: maxTokens)
+        let id = "chatcmpl-\(Self.randomHex(32))"
+        let usage = ["prompt_tokens": Self.promptTokens, "total_tokens": Self.promptTokens + out.tokens, "completion_tokens": out.tokens]
+        if stream {
+            let includeUsage = (req["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
+            return Response(status: 200, body: sse(out, id: id, usage: includeUsage ? usage : nil, named: named != nil),
+                            contentType: "text/event-stream; charset=utf-8")
+        }
+        var message: [String: Any] = ["role": "assistant", "content": out.content ?? NSNull(), "refusal": NSNull(), "tool_calls": [Any]()]
+        if let r = out.reasoning { message[reasoningField] = r }
+        if let call = out.call {
+            message["tool_calls"] = [["id": "chatcmpl-tool-\(Self.randomHex(32))", "type": "function",
+                                      "function": ["name": call.name, "arguments": call.arguments]]]
+        }
+        let response: [String: Any] = [
+            "id": id, "object": "chat.completion", "created": Int(Date().timeIntervalSince1970), "model": args.servedName,
+            "choices": [["index": 0, "message": message, "logprobs": NSNull(), "finish_reason": out.finish, "stop_reason": NSNull()]],
+            "usage": usage, "system_fingerprint": fingerprint ?? NSNull(),
+        ]
+        return Response(status: 200, body: json(response))
+    }
 
+    /// What the modelled model says: a weather call when offered the tool, an answer after the tool's result.
+    func output(_ req: [String: Any], tools: [[String: Any]], forced: Bool, named: String?, maxTokens: Int) -> Output {
+        let messages = req["messages"] as? [[String: Any]] ?? []
+        let reasoning = "The user wants the weather; I need to call get_weather with the city they named."
+        // Reasoning lands in its field only through a reasoning parser; the wrong-parser fault leaves it in content.
+        let reasons = args.reasoningParser != nil && !faults.contains(.wrongParser)
+        var out = Output()
         if let last = messages.last, last["role"] as? String == "tool" {
             let result = (last["content"] as? String).flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] } ?? [:]
             let place = result["location"] as? String ?? "the city"
             let temp = result["temp_c"].map { "\($0)°C" } ?? "unknown temperature"
             let condition = result["condition"] as? String ?? "unknown conditions"
-            message["content"] = "It is \(temp) and \(condition) in \(place) right now."
-            completionTokens = 24
-            if maxTokens < completionTokens { message["content"] = "It is"; finish = "length"; completionTokens = maxTokens }
-        } else if !tools.isEmpty, (toolChoice as? String) != "none" {
-            completionTokens = Self.reasoningTokens + 20
-            let function = (tools[0]["function"] as? [String: Any]) ?? [:]
-            let name = function["name"] as? String ?? "tool"
-            let userText = messages.last(where: { $0["role"] as? String == "user" })?["content"] as? String ?? ""
-            let location = Self.city(in: userText)
-            var arguments = "{\"location\": \"\(location)\"}"
-            if faults.contains(.malformedArguments) { arguments = "{\"location\": \"\(location)\", \"unit\": celsius" }
-            if maxTokens < Self.reasoningTokens {
-                // The budget runs out while the model is still reasoning: no tool call at all.
-                finish = "length"
-                completionTokens = maxTokens
-                if reasons { message[reasoningField] = String(reasoning.prefix(40)) } else { message["content"] = "<think>" + String(reasoning.prefix(40)) }
-            } else if args.toolCallParser == nil || !args.enableAutoToolChoice || faults.contains(.wrongParser) {
-                // No (or the wrong) tool parser: the call stays text in content.
-                message["content"] = (reasons ? "" : "<think>\(reasoning)</think>\n") + "I will call \(name) for \(location): <tool_call>{\"name\": \"\(name)\", \"arguments\": \(arguments)}</tool_call>"
-                if reasons { message[reasoningField] = reasoning }
-            } else {
-                message["tool_calls"] = [["id": "chatcmpl-tool-\(Self.randomHex(16))", "type": "function",
-                                          "function": ["name": name, "arguments": arguments]]]
-                finish = "tool_calls"
-                if reasons { message[reasoningField] = reasoning }
-            }
-        } else {
-            message["content"] = reasons ? "Hello! How can I help?" : "<think>A greeting.</think>\nHello! How can I help?"
-            if reasons { message[reasoningField] = "A greeting." }
-            completionTokens = 12
+            out.content = "It is \(temp) and \(condition) in \(place) right now."
+            out.tokens = 24
+            if maxTokens < out.tokens { out.content = "It is"; out.finish = "length"; out.tokens = maxTokens }
+            return out
         }
-        var response: [String: Any] = [
-            "id": "chatcmpl-\(Self.randomHex(16))", "object": "chat.completion", "created": Int(Date().timeIntervalSince1970),
-            "model": args.servedName,
-            "choices": [["index": 0, "message": message, "logprobs": NSNull(), "finish_reason": finish, "stop_reason": NSNull()]],
-            "usage": ["prompt_tokens": 120, "completion_tokens": completionTokens, "total_tokens": 120 + completionTokens],
-        ]
-        response["system_fingerprint"] = fingerprint ?? NSNull()
-        return Response(status: 200, body: json(response))
+        guard !tools.isEmpty, (req["tool_choice"] as? String) != "none" else {
+            out.content = reasons ? "Hello! How can I help?" : "<think>A greeting.</think>\nHello! How can I help?"
+            if reasons { out.reasoning = "A greeting." }
+            out.tokens = 12
+            return out
+        }
+        let function = (tools.first { ($0["function"] as? [String: Any])?["name"] as? String == named }?["function"]
+                        ?? tools[0]["function"]) as? [String: Any] ?? [:]
+        let name = function["name"] as? String ?? "tool"
+        let userText = messages.last(where: { $0["role"] as? String == "user" })?["content"] as? String ?? ""
+        let location = Self.city(in: userText)
+        var arguments = "{\"location\": \"\(location)\"}"
+        if faults.contains(.malformedArguments) { arguments = "{\"location\": \"\(location)\", \"unit\": celsius" }
+        if forced {
+            // Structured outputs write the call directly, without reasoning (parser/abstract_parser.py v0.28.0:515-524).
+            out.call = (name, arguments)
+            out.forced = true
+            out.content = ""
+            out.tokens = 12
+            out.finish = named == nil ? "tool_calls" : "stop"
+            return out
+        }
+        out.tokens = Self.reasoningTokens + 20
+        if maxTokens < Self.reasoningTokens {
+            // The budget runs out while the model is still reasoning: no tool call at all.
+            out.finish = "length"
+            out.tokens = maxTokens
+            if reasons { out.reasoning = String(reasoning.prefix(40)) } else { out.content = "<think>" + String(reasoning.prefix(40)) }
+        } else if faults.contains(.wrongParser) {
+            // The wrong tool parser: the call stays text in content, with the reasoning.
+            out.content = "<think>\(reasoning)</think>\nI will call \(name) for \(location): <tool_call>{\"name\": \"\(name)\", \"arguments\": \(arguments)}</tool_call>"
+        } else {
+            out.call = (name, arguments)
+            out.finish = "tool_calls"
+            if reasons { out.reasoning = reasoning }
+        }
+        return out
+    }
+
+    /// The output as vLLM streams it (chat_completion/serving.py v0.28.0:431-886, every event
+    /// `data: {chunk.model_dump_json(exclude_unset=True)}`): the role chunk; reasoning and content deltas; a call's
+    /// id, type and name first, then its arguments in pieces (tool_parsers/hermes_tool_parser.py:241-268; a forced
+    /// call's first delta carries the first piece, tool_parsers/streaming.py:83-124); the finish chunk, with the
+    /// fingerprint unless a usage chunk (choices empty) follows; `data: [DONE]`. The stream-markup fault sends the
+    /// call as content text, as a parser whose streaming path fails does (vllm#39056).
+    func sse(_ out: Output, id: String, usage: [String: Int]?, named: Bool) -> String {
+        let created = Int(Date().timeIntervalSince1970)
+        var events: [String] = []
+        func chunk(_ choices: [[String: Any]], extra: [String: Any] = [:]) {
+            var c: [String: Any] = ["id": id, "object": "chat.completion.chunk", "created": created, "model": args.servedName, "choices": choices]
+            for (k, v) in extra { c[k] = v }
+            events.append("data: \(json(c))\n\n")
+        }
+        func delta(_ d: [String: Any]) { chunk([["index": 0, "delta": d, "logprobs": NSNull(), "finish_reason": NSNull(), "token_ids": NSNull()]]) }
+        /// Text in pieces of about one word, as tokens come.
+        func pieces(_ text: String) -> [String] {
+            var out: [String] = [], current = ""
+            for ch in text { current.append(ch); if ch == " " { out.append(current); current = "" } }
+            if !current.isEmpty { out.append(current) }
+            return out
+        }
+        chunk([["index": 0, "delta": ["role": "assistant", "content": ""], "logprobs": NSNull(), "finish_reason": NSNull()]],
+              extra: ["prompt_token_ids": NSNull(), "prompt_text": NSNull()])
+        for p in pieces(out.reasoning ?? "") { delta([reasoningField: p]) }
+        var content = out.content ?? ""
+        var call = out.call
+        if let c = call, faults.contains(.streamMarkup) {
+            content += "<tool_call>\n<function=\(c.name)>\n<parameter=location>\n\(Self.city(in: c.arguments))\n</parameter>\n</function>\n</tool_call>"
+            call = nil
+        }
+        for p in pieces(content) { delta(["content": p]) }
+        if let c = call {
+            let callID = "chatcmpl-tool-\(Self.randomHex(32))"
+            let args = pieces(c.arguments)
+            if out.forced {
+                // A required call's later deltas say `"name": null` (tool_parsers/streaming.py v0.28.0:207-219).
+                delta(["tool_calls": [["id": callID, "type": "function", "index": 0, "function": ["name": c.name, "arguments": args.first ?? ""]]]])
+                for p in args.dropFirst() {
+                    delta(["tool_calls": [["index": 0, "function": named ? ["arguments": p] : ["name": NSNull(), "arguments": p] as [String: Any]]]])
+                }
+            } else {
+                delta(["content": NSNull(), "tool_calls": [["id": callID, "type": "function", "index": 0, "function": ["name": c.name]]]])
+                for p in args { delta(["content": NSNull(), "tool_calls": [["index": 0, "function": ["arguments": p]]]]) }
+            }
+        }
+        // finish_reason tool_calls once a call was streamed, unless one tool was named (serving.py v0.28.0:730-757).
+        let finish = call != nil && !named ? "tool_calls" : (out.finish == "tool_calls" ? "stop" : out.finish)
+        chunk([["index": 0, "delta": [String: Any](), "logprobs": NSNull(), "finish_reason": finish, "stop_reason": NSNull(), "token_ids": NSNull()]],
+              extra: usage == nil ? ["system_fingerprint": fingerprint ?? NSNull()] : [:])
+        if let usage { chunk([], extra: ["usage": usage, "system_fingerprint": fingerprint ?? NSNull()]) }
+        events.append("data: [DONE]\n\n")
+        return events.joined()
     }
 
     /// The capitalised word after "in" ("What is the weather in Zurich?" → Zurich).

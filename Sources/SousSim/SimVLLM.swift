@@ -54,6 +54,11 @@ public enum SimVLLM {
         let faults = SimPaths.faultsOn().union(imageFaults)
         log("vLLM API server version \(version)")
         log("non-default args: {'model': '\(args.model)', 'served_model_name': ['\(args.servedName)'], 'tensor_parallel_size': \(args.tensorParallelSize), 'nnodes': \(args.nnodes), 'node_rank': \(args.nodeRank), 'headless': \(args.headless ? "True" : "False")}")
+        // Parser flags are checked before anything loads (ServeArgs.startupError cites where vLLM does it).
+        if let error = args.startupError(version: version) {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            die(1)
+        }
         if faults.contains(.crashOnStart) {
             FileHandle.standardError.write(Data("RuntimeError: CUDA error: an illegal memory access was encountered (simulated crash-on-start)\n".utf8))
             die(1)
@@ -81,10 +86,6 @@ public enum SimVLLM {
         let joined = acceptRanks(args)
         log("All \(joined.count + 1) ranks joined; loading weights for \(args.model)")
         Thread.sleep(forTimeInterval: load)
-        if let error = args.engineStartError(version: version) {
-            FileHandle.standardError.write(Data("ERROR Engine core initialization failed.\n\(error)\n".utf8))
-            die(1)
-        }
         let state = EngineState(api: SimAPI(args: args, version: version, versionString: version.description,
                                             joinedRanks: joined.count + 1, apiKey: env["VLLM_API_KEY"].flatMap { $0.isEmpty ? nil : $0 },
                                             faults: faults), sticky: imageFaults)
@@ -105,7 +106,7 @@ public enum SimVLLM {
 
     final class EngineState: @unchecked Sendable {
         /// Faults an operator can switch on and off while the engine runs (read on every request).
-        static let switchable: Set<SimFault> = [.engineDead, .wedge, .wrongParser, .malformedArguments]
+        static let switchable: Set<SimFault> = [.engineDead, .wedge, .wrongParser, .malformedArguments, .streamMarkup]
         private let lock = NSLock()
         private var api: SimAPI
         /// What stays whatever the fault files say: the image's own faults, and a dead engine.
@@ -227,14 +228,26 @@ public enum SimVLLM {
         }
         let r = api.handle(method: method, path: path, authorization: headers["authorization"], body: body)
         let reason = [200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"][r.status] ?? "OK"
-        let bytes = Array(r.body.utf8)
-        let response = "HTTP/1.1 \(r.status) \(reason)\r\ncontent-type: \(r.contentType)\r\ncontent-length: \(bytes.count)\r\nconnection: close\r\n\r\n"
-        let all = Array(response.utf8) + bytes
-        var off = 0
-        while off < all.count {
-            let n = all[off...].withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { return }
-            off += n
+        func send(_ text: String) -> Bool {
+            let all = Array(text.utf8)
+            var off = 0
+            while off < all.count {
+                let n = all[off...].withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count) }
+                if n <= 0 { return false }
+                off += n
+            }
+            return true
         }
+        if r.contentType.hasPrefix("text/event-stream") {
+            // A stream goes out as uvicorn sends a StreamingResponse: chunked, one chunk per event.
+            guard send("HTTP/1.1 200 OK\r\ncontent-type: \(r.contentType)\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n") else { return }
+            for event in r.body.components(separatedBy: "\n\n") where !event.isEmpty {
+                let data = event + "\n\n"
+                guard send(String(data.utf8.count, radix: 16) + "\r\n" + data + "\r\n") else { return }
+            }
+            _ = send("0\r\n\r\n")
+            return
+        }
+        _ = send("HTTP/1.1 \(r.status) \(reason)\r\ncontent-type: \(r.contentType)\r\ncontent-length: \(r.body.utf8.count)\r\nconnection: close\r\n\r\n" + r.body)
     }
 }

@@ -29,7 +29,7 @@ struct DoctorCommand: AsyncParsableCommand {
         let sampling = d.recipe.sampling.map { ($0.key, $0.value.value) }
         func validate(_ url: String) async -> [CheckResult] {
             await Validator(probe: URLSessionProbe(), baseURL: url, model: d.recipe.servedModelName, key: key, sampling: sampling,
-                            timeout: timeout.duration).run()
+                            timeout: timeout.duration, toolChoices: d.recipe.toolChoices).run()
         }
         let direct = await validate(inv.baseURL + "/v1")
         let proxied = baseURL == nil ? nil : await validate(baseURL!)

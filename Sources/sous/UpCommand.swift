@@ -138,9 +138,13 @@ struct ValidateCommand: AsyncParsableCommand {
         commandName: "validate",
         abstract: "Run the seed's four agent checks against any OpenAI-compatible endpoint, with a diagnosis for each failure.",
         discussion: """
-        1 model list (with the key; and 401 without it)  2 a forced get_weather tool call  3 JSON-parseable \
-        arguments  4 a tool-result round trip that ends in an answer. With --tp N, the completion's \
-        system_fingerprint must also show tpN. Exit 0 when every check passes, 1 otherwise.
+        1 model list (with the key; and 401 without it)  2 a get_weather tool call (tool_choice auto)  3 JSON-parseable \
+        arguments  4 a tool-result round trip that ends in an answer. Then the same call and round trip streamed, read \
+        the way an OpenAI SDK client reassembles them (SSE chunks, tool-call deltas merged by index, arguments parsed as \
+        JSON, exactly one call with an id, finish_reason tool_calls, reasoning only in its field, no tool markup in any \
+        content delta, usage on the final chunk), and a forced call for each other tool_choice mode the model handles \
+        (--tool-choice, or the recipe's `tool_choice`). With --tp N, the completion's system_fingerprint must also \
+        show tpN. Exit 0 when every check passes, 1 otherwise.
 
         Example: VLLM_API_KEY=… sous validate --base-url http://spark-a:8000/v1 --model nvidia/nemotron-3-super --tp 2
         """
@@ -164,18 +168,35 @@ struct ValidateCommand: AsyncParsableCommand {
     @Option(help: "How long each request may take (120s, 2m).")
     var timeout = DurationArg("120s")
 
+    @Option(help: ArgumentHelp("The tool_choice modes to check, comma-separated: auto, required, named (default: the recipe's tool_choice, else auto).", valueName: "modes"))
+    var toolChoice: String?
+
+    @Flag(help: "Skip the streamed checks.")
+    var noStream = false
+
     @Flag(help: "Print JSON.")
     var json = false
 
     func run() async throws {
         let key = ProcessInfo.processInfo.environment[apiKeyEnv].flatMap { $0.isEmpty ? nil : Secret($0) }
         var sampling: [(String, Double)] = []
+        var modes: [ToolChoiceMode] = [.auto]
         if let recipe {
             let path = FileManager.default.fileExists(atPath: recipe) || recipe.contains("/") ? recipe : "recipes/\(recipe).yaml"
-            sampling = try RecipeReader.load(path: path).0.sampling.map { ($0.key, $0.value.value) }
+            let r = try RecipeReader.load(path: path).0
+            sampling = r.sampling.map { ($0.key, $0.value.value) }
+            modes = r.toolChoices
+        }
+        if let toolChoice {
+            modes = try toolChoice.split(separator: ",").map { word in
+                guard let m = ToolChoiceMode(rawValue: word.trimmingCharacters(in: .whitespaces)) else {
+                    throw UsageError("--tool-choice: `\(word)` is not a mode", hint: "auto, required or named, comma-separated")
+                }
+                return m
+            }
         }
         let results = await Validator(probe: URLSessionProbe(), baseURL: baseURL, model: model, key: key, sampling: sampling,
-                                      tensorParallel: tp, timeout: timeout.duration).run()
+                                      tensorParallel: tp, timeout: timeout.duration, toolChoices: modes, stream: !noStream).run()
         if json {
             print(encodeJSON(results), terminator: "")
         } else {

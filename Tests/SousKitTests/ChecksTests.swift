@@ -51,9 +51,22 @@ import Testing
         #expect(r.diagnosis!.hasPrefix("401: the Authorization header is missing or wrong"))
     }
 
-    @Test func toolParserMissingMeansProse() throws {
+    /// vLLM answers tools it cannot parse with a 400 (renderers/online_renderer.py v0.28.0:145-173), not with prose.
+    @Test func toolParserNotEnabledIsA400ThatNamesBothFlags() throws {
         let r = chat(try api(autoTool: false), call)
-        #expect(AgentChecks.toolCall(r).diagnosis == "the tool call was described in prose: the tool parser is not active or wrong; check --enable-auto-tool-choice and --tool-call-parser in the startup log")
+        #expect(r.status == 400)
+        #expect(r.json?["error"] as? [String: Any] != nil, "errors are nested: \(r.text)")
+        #expect(AgentChecks.toolCall(r).diagnosis == "the engine was started without --enable-auto-tool-choice and --tool-call-parser (both are needed); check the recipe's parsers.tool_call and the startup log")
+    }
+
+    /// The rule runs one way: auto tool choice needs a parser (cli_args.py v0.28.0:422-423); a parser alone starts.
+    @Test func autoToolChoiceNeedsAParserNotTheOtherWayRound() throws {
+        let auto = try ServeArgs.parse(["serve", "m", "--enable-auto-tool-choice"])
+        #expect(auto.startupError(version: VLLMVersion(0, 28, 0)) == "TypeError: Error: --enable-auto-tool-choice requires --tool-call-parser")
+        let parserOnly = try ServeArgs.parse(["serve", "m", "--tool-call-parser", "no_such_parser"])
+        #expect(parserOnly.startupError(version: VLLMVersion(0, 28, 0)) == nil)
+        let misspelt = try ServeArgs.parse(["serve", "m", "--enable-auto-tool-choice", "--tool-call-parser", "no_such_parser"])
+        #expect(misspelt.startupError(version: VLLMVersion(0, 28, 0))?.hasPrefix("KeyError: 'invalid tool call parser: no_such_parser (chose from {") == true)
     }
 
     @Test func wrongParserLeaksReasoning() throws {
@@ -103,8 +116,8 @@ import Testing
     @Test func serveArgsRejectUnknownFlagsAndCheckParsers() throws {
         #expect(throws: ServeArgs.Unrecognized(arguments: ["--frobnicate 3"])) { try ServeArgs.parse(["serve", "m", "--frobnicate", "3"]) }
         let a = try ServeArgs.parse(["serve", "m", "--tool-call-parser", "qwen3_coder", "--enable-auto-tool-choice", "--reasoning-parser", "nemotron_v3"])
-        #expect(a.engineStartError(version: VLLMVersion(0, 24, 0)) == nil)
-        #expect(a.engineStartError(version: VLLMVersion(0, 11, 0))?.hasPrefix("KeyError: 'invalid reasoning parser: nemotron_v3 (chose from {") == true)
+        #expect(a.startupError(version: VLLMVersion(0, 24, 0)) == nil)
+        #expect(a.startupError(version: VLLMVersion(0, 11, 0))?.hasPrefix("KeyError: \"Reasoning parser 'nemotron_v3' not found. Available parsers: [") == true)
     }
 
     @Test func everyShippedRenderParsesInTheSimulatedEngine() throws {
@@ -113,7 +126,7 @@ import Testing
             for node in try Renderer(d).nodes() {
                 let args = try ServeArgs.parse(node.serveArgv)
                 #expect(args.servedName == d.recipe.servedModelName)
-                #expect(args.engineStartError(version: d.inventory.vllmVersion!) == nil, "\(f)")
+                #expect(args.startupError(version: d.inventory.vllmVersion!) == nil, "\(f)")
             }
             let yaml = Renderer(d).configYAML()
             let node = try Renderer(d).nodes(form: .config)[1]

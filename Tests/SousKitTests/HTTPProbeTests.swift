@@ -42,23 +42,23 @@ import Testing
     // the deadline itself is asserted by the error's text.
 
     @Test(arguments: cases) func aTrickleFailsAtTheDeadline(_ c: Case) async throws {
-        let server = try LoopbackHTTPServer(host: c.host) { _ in .trickle(every: .milliseconds(200), bytes: 300) }
+        let server = try LoopbackHTTPServer(host: c.host) { _ in .trickle(every: .milliseconds(200), bytes: 1500) }
         defer { server.stop() }
         let url = server.baseURL + "/v1/models"
         let (e, took) = await failure { try await c.probe().get(url, bearer: Self.key, timeout: .seconds(1)) }
         #expect(e?.kind == .timedOut)
         #expect(e?.description == "GET \(url): timed out after 1 s (the whole request, answer included)")
-        #expect(took < .seconds(20), "took \(took)")
+        #expect(took < .seconds(120), "took \(took)")
 
         let start = ContinuousClock.now
         let results = await Validator(probe: c.probe(), baseURL: server.baseURL + "/v1", model: "x", key: Self.key, timeout: .milliseconds(500)).run()
         #expect(results.map(\.name) == ["model list"])
         #expect(results.first?.detail == "GET \(url): timed out after 0.5 s (the whole request, answer included)")
-        #expect(ContinuousClock.now - start < .seconds(15))
+        #expect(ContinuousClock.now - start < .seconds(120))
     }
 
     @Test(arguments: ["127.0.0.1", "::1"]) func watchCountsATricklingHealthAsAFailure(_ host: String) async throws {
-        let server = try LoopbackHTTPServer(host: host) { _ in .trickle(every: .milliseconds(200), bytes: 300) }
+        let server = try LoopbackHTTPServer(host: host) { _ in .trickle(every: .milliseconds(200), bytes: 1500) }
         defer { server.stop() }
         let port = try #require(Int(server.baseURL.split(separator: ":").last ?? ""))
         let dog = Watchdog(probe: URLSessionProbe(), host: host, port: port, model: "x", key: Self.key, interval: .milliseconds(100), failures: 1,
@@ -66,11 +66,11 @@ import Testing
         let start = ContinuousClock.now
         let problem = await dog.check()
         #expect(problem == "/health failed: GET \(server.baseURL)/health: timed out after 1 s (the whole request, answer included)")
-        #expect(ContinuousClock.now - start < .seconds(20))
+        #expect(ContinuousClock.now - start < .seconds(120), "a hang guard: the trickle lasts 300 s")
 
         // /health answers, the completion trickles: a wedged engine, within the probe timeout too.
         let wedged = try LoopbackHTTPServer(host: host) { r in
-            r.path == "/health" ? .answer(status: 200, body: Data()) : .trickle(every: .milliseconds(200), bytes: 300)
+            r.path == "/health" ? .answer(status: 200, body: Data()) : .trickle(every: .milliseconds(200), bytes: 1500)
         }
         defer { wedged.stop() }
         let wedgedPort = try #require(Int(wedged.baseURL.split(separator: ":").last ?? ""))
@@ -78,18 +78,19 @@ import Testing
         dog2.baseURL = Endpoint.baseURL(host: host, port: wedgedPort)
         let start2 = ContinuousClock.now
         #expect(await dog2.check() == "no completion within 1.0 seconds (/health is 200: a wedged engine)")
-        #expect(ContinuousClock.now - start2 < .seconds(20))
+        #expect(ContinuousClock.now - start2 < .seconds(120), "a hang guard: the trickle lasts 300 s")
     }
 
     @Test func aCancelledRequestStopsAtOnce() async throws {
         let server = try LoopbackHTTPServer { _ in .silence }
         defer { server.stop() }
         let start = ContinuousClock.now
-        let task = Task { try await URLSessionProbe().get(server.baseURL + "/health", bearer: nil, timeout: .seconds(30)) }
+        let task = Task { try await URLSessionProbe().get(server.baseURL + "/health", bearer: nil, timeout: .seconds(600)) }
         try await Task.sleep(for: .milliseconds(200))
         task.cancel()
+        // The error says cancellation ended it, not the deadline; the bound is a hang guard, not a timing.
         await #expect(throws: CancellationError.self) { try await task.value }
-        #expect(ContinuousClock.now - start < .seconds(15))
+        #expect(ContinuousClock.now - start < .seconds(300))
     }
 
     // 2. A cap on the body: an endless answer used to be read into memory without end.
@@ -98,10 +99,10 @@ import Testing
         let server = try LoopbackHTTPServer(host: c.host) { _ in .flood(bytes: 16 << 20) }
         defer { server.stop() }
         let url = server.baseURL + "/v1/chat/completions"
-        let (e, took) = await failure { try await c.probe().post(url, json: Data("{}".utf8), bearer: Self.key, timeout: .seconds(20)) }
+        // The deadline is far away, so only the cap can end this (the kind says which did); no timing asserted.
+        let (e, _) = await failure { try await c.probe().post(url, json: Data("{}".utf8), bearer: Self.key, timeout: .seconds(120)) }
         #expect(e?.kind == .tooLarge)
         #expect(e?.description == "POST \(url): the answer is larger than 1 MiB, the most sous reads from an endpoint; stopped reading")
-        #expect(took < .seconds(15), "took \(took)")
     }
 
     @Test(arguments: cases) func theCapIsAParameterAndHoldsForEveryFraming(_ c: Case) async throws {
@@ -123,9 +124,8 @@ import Testing
         }
         // A declared length over the cap fails at once, without waiting for the body.
         let url = server.baseURL + "/declared/\(10 << 30)"
-        let (e, took) = await failure { try await probe.get(url, bearer: nil, timeout: .seconds(60)) }
-        #expect(e?.kind == .tooLarge)
-        #expect(took < .seconds(15))
+        let (e, _) = await failure { try await probe.get(url, bearer: nil, timeout: .seconds(60)) }
+        #expect(e?.kind == .tooLarge, "waiting for the body would end at the deadline instead")
     }
 
     // 3. Redirects are refused: a 302 to another port or host used to receive the Authorization header.
@@ -196,7 +196,7 @@ import Testing
                          version: VLLMVersion(0, 24, 0), versionString: "0.24.0", joinedRanks: 2, apiKey: Self.key.reveal(), faults: [])
         let server = try LoopbackHTTPServer(host: "::1") { r in
             let a = api.handle(method: r.method, path: r.path, authorization: r.headers["authorization"], body: r.body)
-            return .chunked(status: a.status, body: Data(a.body.utf8), chunk: 97)
+            return .chunked(status: a.status, body: Data(a.body.utf8), chunk: 97, contentType: a.contentType)
         }
         defer { server.stop() }
         let port = try #require(Int(server.baseURL.split(separator: ":").last ?? ""))
@@ -213,7 +213,8 @@ import Testing
 
         let results = await Validator(probe: probe, baseURL: Endpoint.url(host: "::1", port: port, path: "/v1"), model: "x", key: Self.key,
                                       tensorParallel: 2, timeout: .seconds(10)).run()
-        #expect(results.map(\.name) == ["model list", "auth enforced", "fingerprint tp2", "tool call", "JSON arguments", "tool-result round trip"])
+        #expect(results.map(\.name) == ["model list", "auth enforced", "fingerprint tp2", "tool call", "JSON arguments", "tool-result round trip",
+                                         "streamed tool call", "streamed round trip"])
         #expect(results.filter { !$0.passed }.isEmpty, "\(results.filter { !$0.passed })")
 
         // A zone id reaches the resolver (glibc takes only a numeric one for ::1; a name for fe80::/10).

@@ -19,7 +19,7 @@ public final class LoopbackHTTPServer: @unchecked Sendable {
         /// A complete answer with its Content-Length.
         case answer(status: Int, body: Data)
         /// The same, chunked (Transfer-Encoding: chunked) in pieces of `chunk` bytes.
-        case chunked(status: Int, body: Data, chunk: Int)
+        case chunked(status: Int, body: Data, chunk: Int, contentType: String = "application/json")
         /// A 200 declaring `bytes` bytes, then one byte per `every`: never idle, never done in time.
         case trickle(every: Duration, bytes: Int)
         /// A 200 with no length, `bytes` bytes as fast as they go, then the close.
@@ -121,8 +121,8 @@ public final class LoopbackHTTPServer: @unchecked Sendable {
         switch reply(request) {
         case .answer(let status, let body):
             _ = write(fd, head(status, ["Content-Length: \(body.count)"]) + body)
-        case .chunked(let status, let body, let chunk):
-            var out = head(status, ["Transfer-Encoding: chunked"])
+        case .chunked(let status, let body, let chunk, let contentType):
+            var out = head(status, ["Transfer-Encoding: chunked"], contentType: contentType)
             var i = 0
             while i < body.count {
                 let piece = body[i..<min(i + chunk, body.count)]
@@ -156,8 +156,8 @@ public final class LoopbackHTTPServer: @unchecked Sendable {
         }
     }
 
-    private func head(_ status: Int, _ extra: [String]) -> Data {
-        Data(((["HTTP/1.1 \(status) Whatever", "Content-Type: application/json", "Connection: close"] + extra).map { $0 + "\r\n" }.joined() + "\r\n").utf8)
+    private func head(_ status: Int, _ extra: [String], contentType: String = "application/json") -> Data {
+        Data(((["HTTP/1.1 \(status) Whatever", "Content-Type: \(contentType)", "Connection: close"] + extra).map { $0 + "\r\n" }.joined() + "\r\n").utf8)
     }
 
     private func write(_ fd: Int32, _ data: Data) -> Bool {

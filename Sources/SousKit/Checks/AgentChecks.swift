@@ -4,11 +4,20 @@ import Foundation
 public struct HTTPResponse: Sendable, Equatable {
     public var status: Int
     public var body: Data
-    public init(status: Int, body: Data) {
+    /// The Content-Type header, when the answer had one (a stream is `text/event-stream`).
+    public var contentType: String?
+    /// From the request's start to the first byte of the body: for a stream, the time to the first token
+    /// (vLLM sends its first chunk with the first engine output, chat_completion/serving.py v0.28.0:519-559).
+    public var firstByte: Duration?
+    public init(status: Int, body: Data, contentType: String? = nil, firstByte: Duration? = nil) {
         self.status = status
         self.body = body
+        self.contentType = contentType
+        self.firstByte = firstByte
     }
     public init(status: Int, _ text: String) { self.init(status: status, body: Data(text.utf8)) }
+    /// The answer itself; when it arrived is not part of it.
+    public static func == (l: Self, r: Self) -> Bool { l.status == r.status && l.body == r.body && l.contentType == r.contentType }
     var json: [String: Any]? { try? JSONSerialization.jsonObject(with: body) as? [String: Any] }
     var text: String { String(decoding: body, as: UTF8.self) }
 }
@@ -116,6 +125,12 @@ public enum AgentChecks {
         if r.status == 404 {
             return CheckResult(name: name, passed: false, detail: "HTTP 404: \(r.text.prefix(160))",
                                diagnosis: "model not found: the request's model must equal --served-model-name (check /v1/models)")
+        }
+        let error = ((r.json?["error"] as? [String: Any])?["message"] as? String) ?? ""
+        if r.status == 400, error.contains("tool choice requires") || error.contains("requires --tool-call-parser") {
+            // vLLM refuses tools it cannot parse (renderers/online_renderer.py v0.28.0:145-173).
+            return CheckResult(name: name, passed: false, detail: "HTTP 400: \(error.prefix(160))",
+                               diagnosis: "the engine was started without --enable-auto-tool-choice and --tool-call-parser (both are needed); check the recipe's parsers.tool_call and the startup log")
         }
         guard r.status == 200, let c = choice(r), let message = c["message"] as? [String: Any] else {
             return CheckResult(name: name, passed: false, detail: "HTTP \(r.status): \(r.text.prefix(200))", diagnosis: "the engine did not answer a completion; see the head's container log")

@@ -13,9 +13,14 @@ public struct Validator: Sendable {
     /// When set, the completion's system_fingerprint must show tp<N>.
     public var tensorParallel: Int?
     public var timeout: Duration
+    /// The `tool_choice` modes the model handles (the recipe's `tool_choice`); `auto` is always checked, the others
+    /// each add a forced-call check.
+    public var toolChoices: [ToolChoiceMode]
+    /// Also stream the tool call and the round trip, as coding agents do.
+    public var stream: Bool
 
     public init(probe: HTTPProbe, baseURL: String, model: String, key: Secret?, sampling: [(String, Double)] = [],
-                tensorParallel: Int? = nil, timeout: Duration = .seconds(120)) {
+                tensorParallel: Int? = nil, timeout: Duration = .seconds(120), toolChoices: [ToolChoiceMode] = [.auto], stream: Bool = true) {
         self.probe = probe
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.model = model
@@ -23,6 +28,8 @@ public struct Validator: Sendable {
         self.sampling = sampling
         self.tensorParallel = tensorParallel
         self.timeout = timeout
+        self.toolChoices = toolChoices
+        self.stream = stream
     }
 
     var v1: String { baseURL.hasSuffix("/v1") ? baseURL : baseURL + "/v1" }
@@ -67,6 +74,24 @@ public struct Validator: Sendable {
             let r = try await probe.post(v1 + "/chat/completions", json: AgentChecks.roundTripRequest(model: model, sampling: sampling, toolCallID: id), bearer: key, timeout: timeout)
             results.append(AgentChecks.roundTrip(r))
         } catch { results.append(failed("tool-result round trip", error)) }
+        if stream {
+            do {
+                let body = AgentChecks.streamed(AgentChecks.toolCallRequest(model: model, sampling: sampling), stream: true)
+                let r = try await probe.post(v1 + "/chat/completions", json: body, bearer: key, timeout: timeout)
+                let check = AgentChecks.streamedToolCall(r)
+                results.append(check)
+                if check.passed, let streamedID = StreamedChat.parse(r.body).orderedCalls.first?.id {
+                    let body = AgentChecks.streamed(AgentChecks.roundTripRequest(model: model, sampling: sampling, toolCallID: streamedID), stream: true)
+                    results.append(AgentChecks.streamedRoundTrip(try await probe.post(v1 + "/chat/completions", json: body, bearer: key, timeout: timeout)))
+                }
+            } catch { results.append(failed("streamed tool call", error)) }
+        }
+        for mode in toolChoices where mode != .auto {
+            do {
+                let body = AgentChecks.forcedToolCallRequest(model: model, sampling: sampling, mode: mode)
+                results.append(AgentChecks.forcedToolCall(try await probe.post(v1 + "/chat/completions", json: body, bearer: key, timeout: timeout), mode: mode))
+            } catch { results.append(failed("\(mode.rawValue) tool call", error)) }
+        }
         return results
     }
 }
@@ -272,6 +297,7 @@ final class SocketExchange: Exchange, @unchecked Sendable {
         try sendAll(fd)
         var reader = ResponseReader(maxBody: maxBody, url: requestURL)
         var buffer = [UInt8](repeating: 0, count: 65536)
+        let start = ContinuousClock.now
         while true {
             try wait(fd, Int16(POLLIN))
             let n = recv(fd, &buffer, buffer.count, 0)
@@ -280,7 +306,9 @@ final class SocketExchange: Exchange, @unchecked Sendable {
                 throw .unreachable("reading the answer failed: \(String(cString: strerror(errno)))")
             }
             if n == 0 { return try reader.finish() }
-            if try buffer.withUnsafeBufferPointer({ (b) throws(ExchangeProblem) in try reader.feed(b[..<n]) }) { return try reader.finish() }
+            let complete = try buffer.withUnsafeBufferPointer({ (b) throws(ExchangeProblem) in try reader.feed(b[..<n]) })
+            if reader.firstByte == nil, reader.hasBody { reader.firstByte = .now - start }
+            if complete { return try reader.finish() }
         }
     }
 
@@ -364,6 +392,9 @@ struct ResponseReader {
     private var body = Data()
     private enum Framing { case head, length(Int), untilClose, chunkSize, chunkData(Int), chunkEnd, trailer, done }
     private var framing = Framing.head
+    /// When the body's first byte arrived (set by the exchange).
+    var firstByte: Duration?
+    var hasBody: Bool { !body.isEmpty }
 
     init(maxBody: Int, url: URL) {
         self.maxBody = maxBody
@@ -468,7 +499,7 @@ struct ResponseReader {
     /// The answer, once complete or at the connection's close.
     func finish() throws(ExchangeProblem) -> HTTPResponse {
         switch framing {
-        case .done, .untilClose: return HTTPResponse(status: status, body: body)
+        case .done, .untilClose: return HTTPResponse(status: status, body: body, contentType: headers["content-type"], firstByte: firstByte)
         case .head: throw .badAnswer(pending.isEmpty ? "the server closed the connection without answering" : "the server closed the connection inside the headers")
         default: throw .badAnswer("the server closed the connection before the answer was complete")
         }
@@ -481,6 +512,9 @@ final class SessionExchange: NSObject, Exchange, URLSessionDataDelegate, @unchec
     private let lock = NSLock()
     private var body = Data()
     private var status = 0
+    private var contentType: String?
+    private let start = ContinuousClock.now
+    private var firstByte: Duration?
     private var redirect: (Int, String)?
     private var tooLarge = false
     private var task: URLSessionTask?
@@ -526,6 +560,7 @@ final class SessionExchange: NSObject, Exchange, URLSessionDataDelegate, @unchec
                     completionHandler: @escaping (URLSession.ResponseDisposition) -> Void) {
         lock.lock()
         status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        contentType = (response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Content-Type")
         if response.expectedContentLength > Int64(maxBody) { tooLarge = true }
         let stop = tooLarge
         lock.unlock()
@@ -536,6 +571,7 @@ final class SessionExchange: NSObject, Exchange, URLSessionDataDelegate, @unchec
 
     func urlSession(_ session: URLSession, dataTask: URLSessionDataTask, didReceive data: Data) {
         lock.lock()
+        if firstByte == nil, !data.isEmpty { firstByte = .now - start }
         if !tooLarge {
             if body.count + data.count > maxBody { tooLarge = true; body = Data() } else { body.append(data) }
         }
@@ -564,7 +600,7 @@ final class SessionExchange: NSObject, Exchange, URLSessionDataDelegate, @unchec
         } else if let error {
             result = .failure(.unreachable("\(error)"))
         } else {
-            result = .success(HTTPResponse(status: status, body: body))
+            result = .success(HTTPResponse(status: status, body: body, contentType: contentType, firstByte: firstByte))
         }
         let report = done
         done = nil

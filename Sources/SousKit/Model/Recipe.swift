@@ -58,6 +58,8 @@ public struct Recipe: Sendable {
     public var sampling: [(key: String, value: Number)]
     public var clientContext: Int
     public var clientOutput: Int
+    /// The `tool_choice` modes the model handles; the gates check only these (`auto` always).
+    public var toolChoices: [ToolChoiceMode] = [.auto]
     /// Per hardware profile, the engine settings with that profile's overrides applied.
     var hardwareEngines: [String: EngineSettings]
     /// Where each key came from, for errors that need both files (keyed by key path).
@@ -81,7 +83,7 @@ public enum RecipeReader {
     static let topKeys = ["name", "model", "revision", "served_model_name", "source", "min_vllm_version", "parsers",
                           "quantization", "quantization_reason", "kv_cache_dtype", "max_model_len", "gpu_memory_utilization",
                           "tensor_parallel_size", "trust_remote_code", "enable_chunked_prefill", "sampling", "client",
-                          "hardware", "extra_args", "env"]
+                          "tool_choice", "hardware", "extra_args", "env"]
     static let engineKeys = ["kv_cache_dtype", "max_model_len", "gpu_memory_utilization", "enable_chunked_prefill", "extra_args", "env"]
     static let samplingKeys = ["temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
                                "repetition_penalty", "max_new_tokens"]
@@ -218,6 +220,26 @@ public enum RecipeReader {
             }
         }
 
+        var toolChoices: [ToolChoiceMode] = [.auto]
+        if let list = map["tool_choice"] {
+            let items = list.sequence() ?? []
+            if list.sequence() == nil { sink.error(list.node, "tool_choice", "must be a list, e.g. [auto, required, named]") }
+            toolChoices = []
+            for item in items {
+                guard let text = item.string() else { continue }
+                guard let mode = ToolChoiceMode(rawValue: text) else {
+                    sink.error(item.node, item.path, "`\(text)` is not a tool_choice mode", hint: "auto, required or named")
+                    continue
+                }
+                if !toolChoices.contains(mode) { toolChoices.append(mode) }
+            }
+            if !items.isEmpty, !toolChoices.contains(.auto) {
+                sink.error(list.node, "tool_choice", "must include auto: it is what coding agents send, and what the parsers serve",
+                           hint: "tool_choice: [auto\(toolChoices.map { ", " + $0.rawValue }.joined())]")
+            }
+            if toolChoices.isEmpty { toolChoices = [.auto] }
+        }
+
         var hardware: [String: EngineSettings] = [:]
         if let h = map["hardware"]?.mapping(allowed: nil) {
             for entry in h.entries {
@@ -240,7 +262,7 @@ public enum RecipeReader {
                             minVLLMVersion: minVersion, toolCallParser: toolCall, reasoningParser: reasoning,
                             quantization: quantization, tensorParallelSize: tp, trustRemoteCode: trust, engine: engine,
                             sampling: sampling, clientContext: context, clientOutput: output,
-                            hardwareEngines: hardware, locations: locations)
+                            toolChoices: toolChoices, hardwareEngines: hardware, locations: locations)
         return (recipe, sink.issues)
     }
 

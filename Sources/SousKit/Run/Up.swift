@@ -316,7 +316,7 @@ extension UpRunner {
         let hasFingerprint = version.map { ParserCatalog.builtin.hasSystemFingerprint($0) } ?? true
         let checks = await Validator(probe: r.probe, baseURL: inv.baseURL, model: d.recipe.servedModelName, key: r.key,
                                      sampling: d.recipe.sampling.map { ($0.key, $0.value.value) },
-                                     tensorParallel: hasFingerprint ? tp : nil, timeout: r.checkTimeout).run()
+                                     tensorParallel: hasFingerprint ? tp : nil, timeout: r.checkTimeout, toolChoices: d.recipe.toolChoices).run()
         c.checks = checks
         c.fingerprint = hasFingerprint ? checks.first { $0.name == "fingerprint tp\(tp)" && $0.passed }?.detail : nil
         var topology = ""
