@@ -24,6 +24,11 @@ public struct SimLayout: Sendable {
     public func authorized(_ name: String) -> String { "\(nodeDir(name))/authorized/\(SimLayout.user)" }
     public var knownHosts: String { "\(dir)/known_hosts" }
     public var stateFile: String { "\(dir)/state.json" }
+    /// Which engine the images of this simulation run.
+    public var engineFile: String { "\(dir)/engine" }
+    public var engine: SimRegistry.Engine {
+        (try? String(contentsOfFile: engineFile, encoding: .utf8)).flatMap { SimRegistry.Engine(rawValue: $0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? .modelled
+    }
     public static let interface = "enp1s0f1np1"
     public static let hfCache = "/home/sous/.cache/huggingface"
 }
@@ -31,8 +36,19 @@ public struct SimLayout: Sendable {
 /// The simulation's lifecycle: nodes up (namespaces, mounts, sshd, the hub), faults, and down.
 public enum SimCluster {
     /// Starts `nodes` simulated nodes and writes an inventory for them; returns the lines to print.
-    public static func up(_ l: SimLayout, nodes: Int, inventory inventoryPath: String, loadSeconds: Double, shardBytes: Int, downloadRate: Int) throws -> [String] {
+    public static func up(_ l: SimLayout, nodes: Int, inventory inventoryPath: String, loadSeconds: Double, shardBytes: Int, downloadRate: Int,
+                          engine: SimRegistry.Engine = .modelled) throws -> [String] {
         guard (1...8).contains(nodes) else { throw UsageError("--nodes must be 1…8") }
+        let engines = SimRegistry.installedEngines()
+        let hasTinyAgent = FileManager.default.fileExists(atPath: SimHub.tinyAgentDir + "/.sous-ok")
+        if engine == .vllm {
+            guard !engines.isEmpty else {
+                throw UsageError("--engine vllm: no real vLLM is installed under \(SimRegistry.engineRoot)", hint: "bash scripts/engine-env (a few minutes, ~3.5 GB per release)")
+            }
+            guard hasTinyAgent else {
+                throw UsageError("--engine vllm: the tiny agent model is not made (\(SimHub.tinyAgentDir))", hint: "bash scripts/make-tiny-agent")
+            }
+        }
         for tool in ["/usr/sbin/sshd", "/usr/bin/sudo", "/usr/bin/unshare", "/usr/bin/nsenter", "/usr/bin/ssh-keygen", "/usr/sbin/dockerd", "/usr/bin/docker",
                      "/usr/bin/docker-registry", "/bin/busybox"] where !FileManager.default.isExecutableFile(atPath: tool) {
             throw UsageError("\(tool) is missing", hint: "bash scripts/install-deps")
@@ -57,11 +73,14 @@ public enum SimCluster {
         }
         try Local.sh("chmod 0755 '\(l.dir)'")
         // The registry and the images it offers (built once, kept under /var/cache/sous between simulations).
-        _ = try SimRegistry.start(l)
-        let built = try SimRegistry.ensureImages(l, tags: SimRegistry.tags)
+        try "\(engine.rawValue)\n".write(toFile: l.engineFile, atomically: true, encoding: .utf8)
+        _ = try SimRegistry.start(l, engine: engine)
+        let tags = SimRegistry.tags(engine)
+        let built = try SimRegistry.ensureImages(l, tags: tags, engine: engine)
         // The stand-in hub, and the one token that opens its gated repositories.
         // Written every time (the same bytes, the same revision), so a hub from an older sous is never stale.
         for repo in SimHub.repos { try SimHub.write(repo, to: l.hub, shardBytes: shardBytes) }
+        if hasTinyAgent { try SimHub.publish(directory: SimHub.tinyAgentDir, as: SimHub.tinyAgent, to: l.hub) }
         if !fm.fileExists(atPath: l.hub + "/.tokens") { try "hf_sim_\(sha256Hex(UUID().uuidString).prefix(24))\n".write(toFile: l.hub + "/.tokens", atomically: true, encoding: .utf8) }
         try Local.sh("chmod -R a+rX '\(l.hub)'")
         // The hub's HTTP server on the bridge address, for the real `hf` on the nodes (SimHubServer).
@@ -86,7 +105,7 @@ public enum SimCluster {
                 try fm.createSymbolicLink(atPath: "\(nd)/usr-local-bin/\(t)", withDestinationPath: "/usr/local/bin/sous-sim-tools")
             }
             try SimHubServer.installCLI(in: "\(nd)/usr-local-bin")
-            try SimRuntime.writeEngineDir(nd, tools: tools)
+            try SimRuntime.writeEngineDir(nd, tools: tools, rank: i - 1)
             try SimNode.daemonJSON(node: name, registry: SimRegistry.address).write(to: URL(fileURLWithPath: "\(nd)/etc-docker/daemon.json"))
             let config = ["load_seconds": loadSeconds, "node": name, "sshd_pid_file": "\(nd)/sshd.pid",
                           "hub": l.hub, "download_bytes_per_second": downloadRate] as [String: Any]
@@ -130,7 +149,7 @@ public enum SimCluster {
         try """
         # Written by `sous sim up`: \(nodes) simulated DGX Spark node\(nodes == 1 ? "" : "s") on this machine. `sous sim down` removes them.
         cluster: sim
-        image: vllm/vllm-openai:v0.24.0
+        image: vllm/vllm-openai:v\(engine == .vllm ? engines[0] : VLLMVersion(0, 24, 0))
         port: 8000
         api_key_env: VLLM_API_KEY
         launcher: mp
@@ -144,7 +163,7 @@ public enum SimCluster {
 
         """.write(toFile: inventoryPath, atomically: true, encoding: .utf8)
         let elapsed = clock.now - start
-        return ["registry: \(SimRegistry.address), \(SimRegistry.tags.count) images (\(built == 0 ? "all cached" : "\(built) built"))",
+        return ["registry: \(SimRegistry.address), \(tags.count) images of the \(engine.rawValue) engine (\(built == 0 ? "all cached" : "\(built) built"))",
                 "sim: \(nodes) node\(nodes == 1 ? "" : "s") up in \(String(format: "%.1f", elapsed.seconds)) s: " + (1...nodes).map { "\(l.nodeName($0)) \(l.address($0))" }.joined(separator: ", "),
                 hubLine, "inventory: \(inventoryPath)"]
     }
@@ -222,7 +241,7 @@ public enum SimCluster {
                 ? SimNode.rdmaDevices.map { "mknod -m 0666 /dev/infiniband/\($0.0) c \($0.1) \($0.2)" }.joined(separator: " && ")
                 : "rm -f /dev/infiniband/*"])
         case .registryDown:
-            if off { if SimRegistry.pid(l) == nil { _ = try SimRegistry.start(l) } } else if let pid = SimRegistry.pid(l) { kill(pid, SIGKILL); Local.stop(pid, grace: 0) }
+            if off { if SimRegistry.pid(l) == nil { _ = try SimRegistry.start(l, engine: l.engine) } } else if let pid = SimRegistry.pid(l) { kill(pid, SIGKILL); Local.stop(pid, grace: 0) }
         case .registryStall:
             guard let pid = SimRegistry.pid(l) else { throw UsageError("the simulation's registry is not running", hint: "sous sim fault \(node) registry-down --off") }
             kill(pid, off ? SIGCONT : SIGSTOP)

@@ -272,10 +272,36 @@ public enum SimHub {
         // Files of an earlier layout (another shard count) go first.
         for old in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where !old.hasPrefix(".") && files[old] == nil { try? fm.removeItem(atPath: "\(dir)/\(old)") }
         for (name, data) in files { try data.write(to: URL(fileURLWithPath: "\(dir)/\(name)")) }
-        let ids = try blobIDs(dir, files.keys.sorted())
-        let revision = String(sha256Hex(files.keys.sorted().map { "\($0):\(ids[$0]!.oid)" }.joined()).prefix(40))
-        let meta: [String: Any] = ["revision": revision, "gated": repo.gated, "files": files.keys.sorted().map { name -> [String: Any] in
-            var f: [String: Any] = ["name": name, "size": files[name]!.count, "oid": ids[name]!.oid]
+        try writeMeta(dir, gated: repo.gated)
+    }
+
+    /// The tiny agent model scripts/make-tiny-agent trains (the real engine's checkpoint in the simulation).
+    public static let tinyAgent = "sous-sim/tiny-agent"
+    public static var tinyAgentDir: String { ProcessInfo.processInfo.environment["SOUS_TINY_AGENT"] ?? "/var/cache/sous/models/tiny-agent" }
+
+    /// Publishes a real checkpoint directory (its files, not its dot files) as `model`.
+    public static func publish(directory source: String, as model: String, to hub: String) throws {
+        let dir = "\(hub)/\(model)", fm = FileManager.default
+        try? fm.removeItem(atPath: dir)
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for name in try fm.contentsOfDirectory(atPath: source) where !name.hasPrefix(".") {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: "\(source)/\(name)", isDirectory: &isDir), !isDir.boolValue else { continue }
+            try fm.copyItem(atPath: "\(source)/\(name)", toPath: "\(dir)/\(name)")
+        }
+        try writeMeta(dir, gated: false)
+    }
+
+    /// `.sim-repo.json` for the files of `dir`: the commit (a hash of the contents), whether the repository is gated,
+    /// each file's size and blob ids.
+    static func writeMeta(_ dir: String, gated: Bool) throws {
+        let fm = FileManager.default
+        let names = try fm.contentsOfDirectory(atPath: dir).filter { !$0.hasPrefix(".") }.sorted()
+        let ids = try blobIDs(dir, names)
+        let revision = String(sha256Hex(names.map { "\($0):\(ids[$0]!.oid)" }.joined()).prefix(40))
+        let meta: [String: Any] = ["revision": revision, "gated": gated, "files": try names.map { name -> [String: Any] in
+            let size = (try fm.attributesOfItem(atPath: "\(dir)/\(name)")[.size] as? Int) ?? 0
+            var f: [String: Any] = ["name": name, "size": size, "oid": ids[name]!.oid]
             if let lfs = ids[name]!.lfs { f["sha256"] = lfs.sha256; f["pointer_size"] = lfs.pointerSize }
             return f
         }]

@@ -13,7 +13,8 @@ public enum SimRegistry {
     static let cacheRoot = "/var/cache/sous/sim-registry"
     /// Bump when the image contents change.
     static let generation = "4"
-    static var storage: String { "\(cacheRoot)/g\(generation)" }
+    /// One storage per engine: the same tag stands for the modelled engine in one and the real one in the other.
+    static func storage(_ engine: Engine) -> String { "\(cacheRoot)/g\(generation)" + (engine == .modelled ? "" : "-\(engine.rawValue)") }
     public static let repository = "vllm/vllm-openai"
 
     /// The tags `sim up` offers: the releases the simulation serves, and bad builds of one of them (a roll to
@@ -29,7 +30,22 @@ public enum SimRegistry {
         case vllm
     }
 
-    static func config(_ l: SimLayout) -> String {
+    /// Where scripts/engine-env installs the real engines (SOUS_ENGINE_CACHE moves it there and here).
+    static var engineRoot: String { ProcessInfo.processInfo.environment["SOUS_ENGINE_CACHE"] ?? "/var/cache/sous/engines" }
+
+    /// The real vLLM releases installed on this machine (a finished install has its marker), oldest first.
+    public static func installedEngines() -> [VLLMVersion] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: engineRoot)) ?? []
+        return names.filter { $0.hasPrefix("vllm-") && FileManager.default.fileExists(atPath: "\(engineRoot)/\($0)/.sous-ok") }
+            .compactMap { VLLMVersion(String($0.dropFirst(5))) }.sorted()
+    }
+
+    /// The tags the registry offers for an engine: every modelled release and bad build, or each installed real release.
+    public static func tags(_ engine: Engine) -> [String] {
+        engine == .modelled ? tags : installedEngines().map { "v\($0)" }
+    }
+
+    static func config(_ l: SimLayout, engine: Engine) -> String {
         """
         # Written by `sous sim up`: the simulation's registry (Docker Distribution), on the bridge only.
         version: 0.1
@@ -39,7 +55,7 @@ public enum SimRegistry {
             disabled: false
         storage:
           filesystem:
-            rootdirectory: \(storage)
+            rootdirectory: \(storage(engine))
           delete:
             enabled: true
         http:
@@ -49,12 +65,12 @@ public enum SimRegistry {
     }
 
     /// Starts the registry; returns its PID once it answers.
-    static func start(_ l: SimLayout) throws -> Int32 {
+    static func start(_ l: SimLayout, engine: Engine) throws -> Int32 {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/docker-registry") else {
             throw UsageError("/usr/bin/docker-registry is missing", hint: "bash scripts/install-deps")
         }
-        try FileManager.default.createDirectory(atPath: storage, withIntermediateDirectories: true)
-        try config(l).write(toFile: "\(l.dir)/registry.yml", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: storage(engine), withIntermediateDirectories: true)
+        try config(l, engine: engine).write(toFile: "\(l.dir)/registry.yml", atomically: true, encoding: .utf8)
         let pid = try Local.spawn("/usr/bin/docker-registry", ["serve", "\(l.dir)/registry.yml"], output: "\(l.dir)/registry.log", append: true, detach: true)
         try waitForPort(address, what: "the simulation's registry", log: "\(l.dir)/registry.log")
         try "\(pid)\n".write(toFile: "\(l.dir)/registry.pid", atomically: true, encoding: .utf8)

@@ -14,7 +14,8 @@ public enum SimRuntime {
 
     /// The node's engine directory (seen at /opt/sous-sim in a GPU container): the modelled engine (this binary,
     /// told apart by its name), `nvidia-smi`, and the `vllm` entry that picks the engine the image stands for.
-    static func writeEngineDir(_ nd: String, tools: String) throws {
+    /// `rank` places the node's engine on one CPU of this machine, as each Spark has its own GPU.
+    static func writeEngineDir(_ nd: String, tools: String, rank: Int) throws {
         let dir = "\(nd)/var-lib/sous-sim/engine", fm = FileManager.default
         try? fm.removeItem(atPath: dir)
         for sub in ["bin", "modelled"] { try fm.createDirectory(atPath: "\(dir)/\(sub)", withIntermediateDirectories: true) }
@@ -34,6 +35,15 @@ public enum SimRuntime {
 
         """.write(toFile: "\(dir)/bin/vllm", atomically: true, encoding: .utf8)
         try Local.run("/bin/chmod", ["0755", "\(dir)/bin/vllm"])
+        // What the real engine needs on a CPU instead of a GB10, none of it in sous's rendering (MACHINE.md, the real
+        // vLLM on CPU): one thread-bind list per rank (the default `auto` asserts two local workers need two NUMA
+        // nodes), and a KV cache in GiB of host memory instead of --gpu-memory-utilization of a GPU.
+        let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        try """
+        export VLLM_CPU_OMP_THREADS_BIND=\(rank % cpus)
+        export VLLM_CPU_KVCACHE_SPACE=1
+
+        """.write(toFile: "\(dir)/engine.env", atomically: true, encoding: .utf8)
     }
 
     static func fail(_ message: String) -> Never {

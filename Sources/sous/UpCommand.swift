@@ -126,9 +126,7 @@ struct UpCommand: AsyncParsableCommand {
         if json {
             print(encodeJSON(result), terminator: "")
         } else {
-            let four = result.checks.filter { AgentChecks.fourChecks.contains($0.name) }
-            let auth = result.checks.contains { $0.name == "auth enforced" && $0.passed } ? ", 401 without the key" : ""
-            print("\(d.inventory.cluster): \(d.recipe.servedModelName) verified — \(result.fingerprint ?? "no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log)"), \(four.filter(\.passed).count)/\(four.count) agent checks\(auth)" + (result.restarted ? "" : ", nothing restarted"))
+            print("\(d.inventory.cluster): \(d.recipe.servedModelName) verified — \(result.fingerprint ?? "no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log)"), \(AgentChecks.summary(result.checks))" + (result.restarted ? "" : ", nothing restarted"))
         }
     }
 }

@@ -44,7 +44,7 @@ import SousTestSupport
         let result = try JSONSerialization.jsonObject(with: Data(first.out.utf8)) as! [String: Any]
         #expect((result["fingerprint"] as? String)?.contains("-tp2-") == true)
         let checks = result["checks"] as! [[String: Any]]
-        #expect(checks.count == 6 && checks.allSatisfy { $0["passed"] as? Bool == true })
+        #expect(checks.count == 10 && checks.allSatisfy { $0["passed"] as? Bool == true }, "\(checks)")
         #expect(result["restarted"] as? Bool == true)
         // While the engine loads: how long, and the head's latest log line (progress goes to stderr with --json).
         #expect(first.err.contains("        waiting 1s of 30m00s for /health; spark-1: INFO "), "\(first.err)")
@@ -52,7 +52,7 @@ import SousTestSupport
 
         let second = try up()
         #expect(second.status == 0, "\(second.err)")
-        #expect(second.out.hasSuffix("4/4 agent checks, 401 without the key, nothing restarted\n"))
+        #expect(second.out.hasSuffix("4/4 agent checks, 4/4 streamed and forced-call checks, 401 without the key, nothing restarted\n"))
         for step in ["env", "start", "pull"] { #expect(second.err.contains("\nok      \(step)") || second.out.contains("ok      \(step)")) }
         #expect(try exec("spark-1", "docker inspect --format '{{.Id}}' sous-vllm") == idBefore)
         #expect(try exec("spark-1", "wc -l < /var/lib/sous/journal.jsonl") == "spark-1: 2\n")
@@ -64,8 +64,8 @@ import SousTestSupport
     @Test func anOldVLLMIsVerifiedWithoutAFingerprint() throws {
         let r = try sous(["up", "--recipe", repoPath("recipes/qwen3-coder-30b-a3b-fp8.yaml"), "--inventory", inventory, "--image", "vllm/vllm-openai:v0.15.0"])
         #expect(r.status == 0, "\(r.err)")
-        #expect(r.out.contains("5/5 checks; vLLM 0.15.0 has no system_fingerprint: tp verified from docker inspect on every node and the head's startup log"), "\(r.out)")
-        #expect(r.out.hasSuffix("no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log), 4/4 agent checks, 401 without the key\n"))
+        #expect(r.out.contains("9/9 checks; vLLM 0.15.0 has no system_fingerprint: tp verified from docker inspect on every node and the head's startup log"), "\(r.out)")
+        #expect(r.out.hasSuffix("no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log), 4/4 agent checks, 4/4 streamed and forced-call checks, 401 without the key\n"))
     }
 
     @Test func hardenIsVerifiedAndIdempotent() throws {

@@ -149,6 +149,20 @@ final class FakeCluster: @unchecked Sendable {
                 finish = "tool_calls"
             }
         }
+        if req["stream"] as? Bool == true {
+            // The same answer as an SSE stream: role, content or the call (name, then arguments), finish, usage, [DONE].
+            var deltas: [[String: Any]] = [["role": "assistant", "content": ""]]
+            if let c = message["content"] as? String { deltas.append(["content": c]) }
+            if let call = (message["tool_calls"] as? [[String: Any]])?.first, let fn = call["function"] as? [String: Any] {
+                deltas.append(["tool_calls": [["index": 0, "id": call["id"]!, "type": "function", "function": ["name": fn["name"]!]]]])
+                deltas.append(["tool_calls": [["index": 0, "function": ["arguments": fn["arguments"]!]]]])
+            }
+            var chunks: [[String: Any]] = deltas.map { ["choices": [["index": 0, "delta": $0, "finish_reason": NSNull()]]] }
+            chunks.append(["choices": [["index": 0, "delta": [String: Any](), "finish_reason": finish]]])
+            chunks.append(["choices": [Any](), "usage": ["prompt_tokens": 10, "total_tokens": 30, "completion_tokens": 20], "system_fingerprint": fp])
+            let text = chunks.map { "data: " + String(decoding: try! JSONSerialization.data(withJSONObject: $0), as: UTF8.self) + "\n\n" }.joined() + "data: [DONE]\n\n"
+            return HTTPResponse(status: 200, body: Data(text.utf8), contentType: "text/event-stream; charset=utf-8")
+        }
         return json(["id": "chatcmpl-1", "object": "chat.completion", "system_fingerprint": fp,
                      "choices": [["index": 0, "message": message, "finish_reason": finish]]])
     }

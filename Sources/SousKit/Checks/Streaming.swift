@@ -98,6 +98,17 @@ public enum ToolChoiceMode: String, Sendable, CaseIterable, Encodable {
 }
 
 extension AgentChecks {
+    /// The streamed and forced-call checks, beside the seed's four.
+    public static let agentExtras: Set<String> = ["streamed tool call", "streamed round trip", "required tool call", "named tool call"]
+
+    /// `4/4 agent checks, 4/4 streamed and forced-call checks, 401 without the key`.
+    public static func summary(_ checks: [CheckResult]) -> String {
+        func count(_ names: Set<String>) -> (Int, Int) { let c = checks.filter { names.contains($0.name) }; return (c.filter(\.passed).count, c.count) }
+        let (four, fourOf) = count(fourChecks), (extra, extraOf) = count(agentExtras)
+        return "\(four)/\(fourOf) agent checks" + (extraOf > 0 ? ", \(extra)/\(extraOf) streamed and forced-call checks" : "")
+            + (checks.contains { $0.name == "auth enforced" && $0.passed } ? ", 401 without the key" : "")
+    }
+
     /// Tool-call markup a parser should have taken apart, as the models of this field write it.
     static let markup = ["<tool_call>", "</tool_call>", "<function=", "<|", "[TOOL_CALLS]"]
 

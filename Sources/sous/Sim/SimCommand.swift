@@ -72,6 +72,9 @@ struct SimUp: ParsableCommand {
     @Option(help: "Bytes per second of a simulated download from the hub.")
     var downloadRate = 400_000_000
 
+    @Option(help: "The engine the images run: modelled (fast, the default) or vllm (the real vLLM CPU engine of each release scripts/engine-env installed, serving the tiny agent model of scripts/make-tiny-agent; recipe tiny-agent).")
+    var engine: SimRegistry.Engine = .modelled
+
     @Option(help: "The huggingface_hub release whose real `hf` the nodes run (installed by scripts/hf-env): \(SimHubServer.generations.joined(separator: ", ")). Default: SOUS_SIM_HF_VERSION, else \(SimHubServer.defaultGeneration).")
     var hfVersion: String?
 
@@ -84,7 +87,7 @@ struct SimUp: ParsableCommand {
         let l = options.layout
         let path = inventory ?? (options.dir == ".sim" ? "inventory/sim.yaml" : "\(l.dir)/sim.yaml")
         for line in try SimCluster.up(l, nodes: nodes, inventory: path, loadSeconds: loadSeconds, 
-                                      shardBytes: shardBytes, downloadRate: downloadRate) { print(line) }
+                                      shardBytes: shardBytes, downloadRate: downloadRate, engine: engine) { print(line) }
     }
 
 }
