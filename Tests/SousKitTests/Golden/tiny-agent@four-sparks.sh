@@ -1,0 +1,189 @@
+# sous render: recipe tiny-agent on cluster four-sparks — vllm/vllm-openai:v0.24.0 (vLLM 0.24.0), mp launcher, tp 2, 2 groups of 2 nodes
+
+# ══ group pair-ab: spark-a (head), spark-b · API http://spark-a.local:8000 · rendezvous 192.168.100.10:29501
+
+# ── spark-a · head · rank 0 · spark@spark-a.local
+sudo install -d -m 0755 -o spark /var/lib/sous
+install -m 0600 /dev/null /var/lib/sous/vllm.env
+printf '%s\n' \
+  VLLM_HOST_IP=192.168.100.10 \
+  NCCL_SOCKET_IFNAME=enp1s0f1np1 \
+  GLOO_SOCKET_IFNAME=enp1s0f1np1 \
+  TP_SOCKET_IFNAME=enp1s0f1np1 \
+  UCX_NET_DEVICES=enp1s0f1np1 \
+  NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+  HF_HUB_OFFLINE=1 >> /var/lib/sous/vllm.env
+printf '%s\n' "VLLM_API_KEY=${VLLM_API_KEY:?export VLLM_API_KEY first}" >> /var/lib/sous/vllm.env   # [REDACTED]: export VLLM_API_KEY first
+docker run -d --name sous-vllm \
+  --gpus all \
+  --network host \
+  --ipc host \
+  --shm-size 10g \
+  --device /dev/infiniband \
+  --cap-add IPC_LOCK \
+  --ulimit memlock=-1 \
+  -v /home/spark/.cache/huggingface:/root/.cache/huggingface \
+  --env-file /var/lib/sous/vllm.env \
+  --label sous.cluster=four-sparks \
+  --label sous.recipe=tiny-agent \
+  --label sous.rank=0 \
+  --label sous.group=pair-ab \
+  --entrypoint vllm \
+  vllm/vllm-openai:v0.24.0 serve sous-sim/tiny-agent \
+  --served-model-name sous-sim/tiny-agent \
+  --tensor-parallel-size 2 \
+  --tool-call-parser qwen3_coder \
+  --enable-auto-tool-choice \
+  --reasoning-parser nemotron_v3 \
+  --kv-cache-dtype auto \
+  --max-model-len 2048 \
+  --gpu-memory-utilization 0.5 \
+  --enable-chunked-prefill \
+  --override-generation-config '{"temperature":0.0}' \
+  --enforce-eager \
+  --nnodes 2 \
+  --node-rank 0 \
+  --master-addr 192.168.100.10 \
+  --master-port 29501 \
+  --host 0.0.0.0 \
+  --port 8000
+
+# ── spark-b · worker · rank 1 · spark@spark-b.local
+sudo install -d -m 0755 -o spark /var/lib/sous
+install -m 0600 /dev/null /var/lib/sous/vllm.env
+printf '%s\n' \
+  VLLM_HOST_IP=192.168.100.11 \
+  NCCL_SOCKET_IFNAME=enp1s0f1np1 \
+  GLOO_SOCKET_IFNAME=enp1s0f1np1 \
+  TP_SOCKET_IFNAME=enp1s0f1np1 \
+  UCX_NET_DEVICES=enp1s0f1np1 \
+  NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+  HF_HUB_OFFLINE=1 >> /var/lib/sous/vllm.env
+docker run -d --name sous-vllm \
+  --gpus all \
+  --network host \
+  --ipc host \
+  --shm-size 10g \
+  --device /dev/infiniband \
+  --cap-add IPC_LOCK \
+  --ulimit memlock=-1 \
+  -v /home/spark/.cache/huggingface:/root/.cache/huggingface \
+  --env-file /var/lib/sous/vllm.env \
+  --label sous.cluster=four-sparks \
+  --label sous.recipe=tiny-agent \
+  --label sous.rank=1 \
+  --label sous.group=pair-ab \
+  --entrypoint vllm \
+  vllm/vllm-openai:v0.24.0 serve sous-sim/tiny-agent \
+  --served-model-name sous-sim/tiny-agent \
+  --tensor-parallel-size 2 \
+  --tool-call-parser qwen3_coder \
+  --enable-auto-tool-choice \
+  --reasoning-parser nemotron_v3 \
+  --kv-cache-dtype auto \
+  --max-model-len 2048 \
+  --gpu-memory-utilization 0.5 \
+  --enable-chunked-prefill \
+  --override-generation-config '{"temperature":0.0}' \
+  --enforce-eager \
+  --nnodes 2 \
+  --node-rank 1 \
+  --master-addr 192.168.100.10 \
+  --master-port 29501 \
+  --headless
+
+# ══ group pair-cd: spark-c (head), spark-d · API http://spark-c.local:8000 · rendezvous 192.168.101.10:29501
+
+# ── spark-c · head · rank 0 · spark@spark-c.local
+sudo install -d -m 0755 -o spark /var/lib/sous
+install -m 0600 /dev/null /var/lib/sous/vllm.env
+printf '%s\n' \
+  VLLM_HOST_IP=192.168.101.10 \
+  NCCL_SOCKET_IFNAME=enp1s0f1np1 \
+  GLOO_SOCKET_IFNAME=enp1s0f1np1 \
+  TP_SOCKET_IFNAME=enp1s0f1np1 \
+  UCX_NET_DEVICES=enp1s0f1np1 \
+  NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+  HF_HUB_OFFLINE=1 >> /var/lib/sous/vllm.env
+printf '%s\n' "VLLM_API_KEY=${VLLM_API_KEY:?export VLLM_API_KEY first}" >> /var/lib/sous/vllm.env   # [REDACTED]: export VLLM_API_KEY first
+docker run -d --name sous-vllm \
+  --gpus all \
+  --network host \
+  --ipc host \
+  --shm-size 10g \
+  --device /dev/infiniband \
+  --cap-add IPC_LOCK \
+  --ulimit memlock=-1 \
+  -v /home/spark/.cache/huggingface:/root/.cache/huggingface \
+  --env-file /var/lib/sous/vllm.env \
+  --label sous.cluster=four-sparks \
+  --label sous.recipe=tiny-agent \
+  --label sous.rank=0 \
+  --label sous.group=pair-cd \
+  --entrypoint vllm \
+  vllm/vllm-openai:v0.24.0 serve sous-sim/tiny-agent \
+  --served-model-name sous-sim/tiny-agent \
+  --tensor-parallel-size 2 \
+  --tool-call-parser qwen3_coder \
+  --enable-auto-tool-choice \
+  --reasoning-parser nemotron_v3 \
+  --kv-cache-dtype auto \
+  --max-model-len 2048 \
+  --gpu-memory-utilization 0.5 \
+  --enable-chunked-prefill \
+  --override-generation-config '{"temperature":0.0}' \
+  --enforce-eager \
+  --nnodes 2 \
+  --node-rank 0 \
+  --master-addr 192.168.101.10 \
+  --master-port 29501 \
+  --host 0.0.0.0 \
+  --port 8000
+
+# ── spark-d · worker · rank 1 · spark@spark-d.local
+sudo install -d -m 0755 -o spark /var/lib/sous
+install -m 0600 /dev/null /var/lib/sous/vllm.env
+printf '%s\n' \
+  VLLM_HOST_IP=192.168.101.11 \
+  NCCL_SOCKET_IFNAME=enp1s0f1np1 \
+  GLOO_SOCKET_IFNAME=enp1s0f1np1 \
+  TP_SOCKET_IFNAME=enp1s0f1np1 \
+  UCX_NET_DEVICES=enp1s0f1np1 \
+  NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
+  HF_HUB_OFFLINE=1 >> /var/lib/sous/vllm.env
+docker run -d --name sous-vllm \
+  --gpus all \
+  --network host \
+  --ipc host \
+  --shm-size 10g \
+  --device /dev/infiniband \
+  --cap-add IPC_LOCK \
+  --ulimit memlock=-1 \
+  -v /home/spark/.cache/huggingface:/root/.cache/huggingface \
+  --env-file /var/lib/sous/vllm.env \
+  --label sous.cluster=four-sparks \
+  --label sous.recipe=tiny-agent \
+  --label sous.rank=1 \
+  --label sous.group=pair-cd \
+  --entrypoint vllm \
+  vllm/vllm-openai:v0.24.0 serve sous-sim/tiny-agent \
+  --served-model-name sous-sim/tiny-agent \
+  --tensor-parallel-size 2 \
+  --tool-call-parser qwen3_coder \
+  --enable-auto-tool-choice \
+  --reasoning-parser nemotron_v3 \
+  --kv-cache-dtype auto \
+  --max-model-len 2048 \
+  --gpu-memory-utilization 0.5 \
+  --enable-chunked-prefill \
+  --override-generation-config '{"temperature":0.0}' \
+  --enforce-eager \
+  --nnodes 2 \
+  --node-rank 1 \
+  --master-addr 192.168.101.10 \
+  --master-port 29501 \
+  --headless
