@@ -159,24 +159,32 @@ public struct SimAPI: Sendable {
         // v0.28.0:169-205 `get_max_tokens`: min(max_model_len - prompt, …)); 16 is /v1/completions' default only.
         let maxTokens = (req["max_completion_tokens"] ?? req["max_tokens"]) as? Int ?? (args.maxModelLen - Self.promptTokens)
         let out = output(req, tools: tools, forced: (toolChoice as? String) == "required" || named != nil, named: named, maxTokens: maxTokens)
-        let id = "chatcmpl-\(Self.randomHex(32))"
+        let id = "chatcmpl-\(Self.randomHex(16))"
         let usage = ["prompt_tokens": Self.promptTokens, "total_tokens": Self.promptTokens + out.tokens, "completion_tokens": out.tokens]
         if stream {
             let includeUsage = (req["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
             return Response(status: 200, body: sse(out, id: id, usage: includeUsage ? usage : nil, named: named != nil),
                             contentType: "text/event-stream; charset=utf-8")
         }
-        var message: [String: Any] = ["role": "assistant", "content": out.content ?? NSNull(), "refusal": NSNull(), "tool_calls": [Any]()]
-        if let r = out.reasoning { message[reasoningField] = r }
+        // The whole body as vLLM 0.28 dumps it (a full model_dump: unset fields as null; `tool_calls` left out when
+        // empty by DeltaMessage/ChatMessage's wrap serializer), as read off the real engine by RealEngineTests.
+        let null = NSNull()
+        var message: [String: Any] = ["role": "assistant", "content": out.content ?? null, "refusal": null, "annotations": null,
+                                      "audio": null, "function_call": null, reasoningField: out.reasoning ?? null]
         if let call = out.call {
-            message["tool_calls"] = [["id": "chatcmpl-tool-\(Self.randomHex(32))", "type": "function",
+            message["tool_calls"] = [["id": "chatcmpl-tool-\(Self.randomHex(16))", "type": "function",
                                       "function": ["name": call.name, "arguments": call.arguments]]]
         }
-        let response: [String: Any] = [
+        var fullUsage: [String: Any] = usage
+        fullUsage["prompt_tokens_details"] = null
+        if args.reasoningParser != nil { fullUsage["completion_tokens_details"] = ["reasoning_tokens": out.reasoning == nil ? 0 : out.tokens - 20] }
+        var response: [String: Any] = [
             "id": id, "object": "chat.completion", "created": Int(Date().timeIntervalSince1970), "model": args.servedName,
-            "choices": [["index": 0, "message": message, "logprobs": NSNull(), "finish_reason": out.finish, "stop_reason": NSNull()]],
-            "usage": usage, "system_fingerprint": fingerprint ?? NSNull(),
+            "choices": [["index": 0, "message": message, "logprobs": null, "finish_reason": out.finish, "stop_reason": null,
+                         "token_ids": null, "routed_experts": null]],
+            "usage": fullUsage, "system_fingerprint": fingerprint ?? null, "service_tier": null,
         ]
+        for k in ["prompt_logprobs", "prompt_token_ids", "prompt_text", "kv_transfer_params", "ec_transfer_params", "metrics"] { response[k] = null }
         return Response(status: 200, body: json(response))
     }
 
@@ -269,7 +277,7 @@ public struct SimAPI: Sendable {
         }
         for p in pieces(content) { delta(["content": p]) }
         if let c = call {
-            let callID = "chatcmpl-tool-\(Self.randomHex(32))"
+            let callID = "chatcmpl-tool-\(Self.randomHex(16))"
             let args = pieces(c.arguments)
             if out.forced {
                 // A required call's later deltas say `"name": null` (tool_parsers/streaming.py v0.28.0:207-219).
@@ -278,8 +286,9 @@ public struct SimAPI: Sendable {
                     delta(["tool_calls": [["index": 0, "function": named ? ["arguments": p] : ["name": NSNull(), "arguments": p] as [String: Any]]]])
                 }
             } else {
-                delta(["content": NSNull(), "tool_calls": [["id": callID, "type": "function", "index": 0, "function": ["name": c.name]]]])
-                for p in args { delta(["content": NSNull(), "tool_calls": [["index": 0, "function": ["arguments": p]]]]) }
+                // qwen3_coder (sous's parser) sends no `content` beside the call, as read off the real engine; hermes does.
+                delta(["tool_calls": [["id": callID, "type": "function", "index": 0, "function": ["name": c.name]]]])
+                for p in args { delta(["tool_calls": [["index": 0, "function": ["arguments": p]]]]) }
             }
         }
         // finish_reason tool_calls once a call was streamed, unless one tool was named (serving.py v0.28.0:730-757).
