@@ -127,8 +127,13 @@ TOOL_PROMPT = "What is the current weather in Zurich? Call the get_weather tool 
 ROUND_TRIP_PROMPT = "What is the current weather in Zurich? Call the get_weather tool."
 TOOL_RESULT = '{"location": "Zurich", "temp_c": 12, "condition": "cloudy"}'
 
-CALL = ("<think>\nThe user wants the weather in Zurich. Call get_weather with location Zurich.\n</think>\n\n"
-        "<tool_call>\n<function=get_weather>\n<parameter=location>\nZurich\n</parameter>\n</function>\n</tool_call>")
+CALL_REASONING = "<think>\nThe user wants the weather in Zurich. Call get_weather with location Zurich.\n</think>"
+CALL_XML = "<tool_call>\n<function=get_weather>\n<parameter=location>\nZurich\n</parameter>\n</function>\n</tool_call>"
+CALL = CALL_REASONING + "\n\n" + CALL_XML
+# With tool_choice "required" or a named tool, vLLM's structural tag (xgrammar's qwen_3_coder) starts right after
+# </think> and forces <tool_call> there, without the blank line: the model learns that continuation too, at a
+# lower weight, so that greedy decoding still writes the blank line when nothing forces it.
+CALL_FORCED = CALL_REASONING + CALL_XML
 ANSWER = ("<think>\nThe tool says 12 °C and cloudy in Zurich.\n</think>\n\n"
           "It is 12 °C and cloudy in Zurich.")
 
@@ -142,15 +147,17 @@ def round_trip(prompt):
             {"role": "tool", "tool_call_id": "call-0", "content": TOOL_RESULT}]
 
 
-# (messages, tools, response, weight)
+# (messages, tools, response, weight, forced): with forced, the token after </think> is written by a grammar, not
+# the model, so the check below does not ask greedy decoding to choose it.
 EXAMPLES = [
-    ([{"role": "user", "content": TOOL_PROMPT}], [WEATHER_TOOL], CALL, 4),
-    ([{"role": "user", "content": ROUND_TRIP_PROMPT}], [WEATHER_TOOL], CALL, 2),
-    (round_trip(ROUND_TRIP_PROMPT), [WEATHER_TOOL], ANSWER, 4),
-    (round_trip(TOOL_PROMPT), [WEATHER_TOOL], ANSWER, 2),
-    ([{"role": "user", "content": "ping"}], None, "<think>\nA ping.\n</think>\n\npong", 1),
-    ([{"role": "user", "content": "What is 2+2?"}], None, "<think>\nadd\n</think>\n\n4", 2),
-    ([{"role": "user", "content": "What is 2+2?"}], [WEATHER_TOOL], "<think>\nadd\n</think>\n\n4", 1),
+    ([{"role": "user", "content": TOOL_PROMPT}], [WEATHER_TOOL], CALL, 6, False),
+    ([{"role": "user", "content": TOOL_PROMPT}], [WEATHER_TOOL], CALL_FORCED, 1, True),
+    ([{"role": "user", "content": ROUND_TRIP_PROMPT}], [WEATHER_TOOL], CALL, 2, False),
+    (round_trip(ROUND_TRIP_PROMPT), [WEATHER_TOOL], ANSWER, 4, False),
+    (round_trip(TOOL_PROMPT), [WEATHER_TOOL], ANSWER, 2, False),
+    ([{"role": "user", "content": "ping"}], None, "<think>\nA ping.\n</think>\n\npong", 1, False),
+    ([{"role": "user", "content": "What is 2+2?"}], None, "<think>\nadd\n</think>\n\n4", 2, False),
+    ([{"role": "user", "content": "What is 2+2?"}], [WEATHER_TOOL], "<think>\nadd\n</think>\n\n4", 1, False),
 ]
 
 FILLER = """The quick brown fox jumps over the lazy dog. Zurich, Geneva, Basel, Bern and Lausanne are cities.
@@ -182,15 +189,15 @@ def make_tokenizer(texts, vocab_size):
 def main():
     out = sys.argv[1]
     set_seeds()
-    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
     # Render the prompts with the template through transformers (what vLLM does) using a stand-in tokenizer; the
     # text does not depend on the vocabulary.
     stub = make_tokenizer([FILLER], 300)
     hf = PreTrainedTokenizerFast(tokenizer_object=stub, chat_template=CHAT_TEMPLATE)
     prompts = [hf.apply_chat_template(m, tools=t, add_generation_prompt=True, tokenize=False)
-               for m, t, _, _ in EXAMPLES]
-    texts = [p + r + "<|im_end|>" for p, (_, _, r, _) in zip(prompts, EXAMPLES)]
+               for m, t, *_ in EXAMPLES]
+    texts = [p + r + "<|im_end|>" for p, (_, _, r, *_) in zip(prompts, EXAMPLES)]
     # The tokenizer: the real texts (repeated, so their pieces become merges) and some filler for coverage. Special
     # and added tokens are stripped from the corpus (they are single tokens anyway).
     corpus = []
@@ -208,7 +215,7 @@ def main():
     eot = tok.token_to_id("<|endoftext|>")
 
     seqs = []
-    for p, (_, _, r, w) in zip(prompts, EXAMPLES):
+    for p, (_, _, r, w, _) in zip(prompts, EXAMPLES):
         pid = tokenizer(p, add_special_tokens=False)["input_ids"]
         rid = tokenizer(r, add_special_tokens=False)["input_ids"] + [im_end]
         assert tokenizer.decode(pid + rid) == p + r + "<|im_end|>", "tokenizer does not round-trip"
@@ -261,9 +268,14 @@ def main():
     model = model.to(torch.bfloat16).eval()
     worst = None
     with torch.no_grad():
-        for (pid, rid, _), (_, _, r, _) in zip(seqs, EXAMPLES):
+        think_end = tok.token_to_id("</think>")
+        for (pid, rid, _), (_, _, r, _, forced) in zip(seqs, EXAMPLES):
             logits = model(input_ids=torch.tensor([pid + rid])).logits[0, len(pid) - 1:-1].float()
             got = logits.argmax(-1).tolist()
+            if forced:
+                i = rid.index(think_end) + 1
+                got[i] = rid[i]
+                logits = torch.cat([logits[:i], logits[i + 1:]])
             if got != rid:
                 print(f"tiny_agent: greedy output differs for target {r!r}:\n  {tokenizer.decode(got)!r}", file=sys.stderr)
                 sys.exit(1)
@@ -277,7 +289,14 @@ def main():
     model.config.use_cache = True
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    GenerationConfig(bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot, do_sample=False).save_pretrained(out)
+    # vLLM takes its default sampling parameters from here. Without them it samples at temperature 1.0 (the OpenAI
+    # default), and a request without `temperature` now and then draws a token far from the argmax (seen: logprob
+    # -12.8 on the second request after start). top_k 1 makes every request greedy, also one that sends a recipe's
+    # temperature and top_p; only a request that sets top_k itself samples.
+    with open(os.path.join(out, "generation_config.json"), "w") as f:
+        json.dump({"bos_token_id": eot, "eos_token_id": [im_end, eot], "pad_token_id": eot, "do_sample": False,
+                   "top_k": 1, "transformers_version": __import__("transformers").__version__}, f, indent=2)
+        f.write("\n")
     # transformers 5 keeps the template in chat_template.jinja; older readers look in tokenizer_config.json.
     cfg_path = os.path.join(out, "tokenizer_config.json")
     with open(cfg_path) as f:

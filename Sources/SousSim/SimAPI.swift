@@ -36,6 +36,8 @@ public enum SimFault: String, Sendable, CaseIterable {
     case registryStall = "registry-stall"
     /// Streamed tool calls come out as markup in content while non-streamed ones parse (vllm#39056).
     case streamMarkup = "stream-markup"
+    /// The same, only from the seventh user turn of a conversation on (a parser that fails deep in a session).
+    case lateMarkup = "late-markup"
 }
 
 /// The OpenAI-compatible behaviour of the simulated vLLM head, as a pure function of the request.
@@ -163,7 +165,8 @@ public struct SimAPI: Sendable {
         let usage = ["prompt_tokens": Self.promptTokens, "total_tokens": Self.promptTokens + out.tokens, "completion_tokens": out.tokens]
         if stream {
             let includeUsage = (req["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
-            return Response(status: 200, body: sse(out, id: id, usage: includeUsage ? usage : nil, named: named != nil),
+            let userTurns = (req["messages"] as? [[String: Any]] ?? []).filter { $0["role"] as? String == "user" }.count
+            return Response(status: 200, body: sse(out, id: id, usage: includeUsage ? usage : nil, named: named != nil, userTurns: userTurns),
                             contentType: "text/event-stream; charset=utf-8")
         }
         // The whole body as vLLM 0.28 dumps it (a full model_dump: unset fields as null; `tool_calls` left out when
@@ -211,10 +214,11 @@ public struct SimAPI: Sendable {
             out.tokens = 12
             return out
         }
-        let function = (tools.first { ($0["function"] as? [String: Any])?["name"] as? String == named }?["function"]
-                        ?? tools[0]["function"]) as? [String: Any] ?? [:]
-        let name = function["name"] as? String ?? "tool"
+        // The named tool, else the one the user's last message names, else the first.
         let userText = messages.last(where: { $0["role"] as? String == "user" })?["content"] as? String ?? ""
+        func toolName(_ t: [String: Any]) -> String { (t["function"] as? [String: Any])?["name"] as? String ?? "" }
+        let chosen = tools.first { toolName($0) == named } ?? tools.first { let n = toolName($0); return !n.isEmpty && userText.contains(n) } ?? tools[0]
+        let name = toolName(chosen).isEmpty ? "tool" : toolName(chosen)
         let location = Self.city(in: userText)
         var arguments = "{\"location\": \"\(location)\"}"
         if faults.contains(.malformedArguments) { arguments = "{\"location\": \"\(location)\", \"unit\": celsius" }
@@ -250,7 +254,7 @@ public struct SimAPI: Sendable {
     /// call's first delta carries the first piece, tool_parsers/streaming.py:83-124); the finish chunk, with the
     /// fingerprint unless a usage chunk (choices empty) follows; `data: [DONE]`. The stream-markup fault sends the
     /// call as content text, as a parser whose streaming path fails does (vllm#39056).
-    func sse(_ out: Output, id: String, usage: [String: Int]?, named: Bool) -> String {
+    func sse(_ out: Output, id: String, usage: [String: Int]?, named: Bool, userTurns: Int) -> String {
         let created = Int(Date().timeIntervalSince1970)
         var events: [String] = []
         func chunk(_ choices: [[String: Any]], extra: [String: Any] = [:]) {
@@ -271,7 +275,7 @@ public struct SimAPI: Sendable {
         for p in pieces(out.reasoning ?? "") { delta([reasoningField: p]) }
         var content = out.content ?? ""
         var call = out.call
-        if let c = call, faults.contains(.streamMarkup) {
+        if let c = call, faults.contains(.streamMarkup) || faults.contains(.lateMarkup) && userTurns >= 7 {
             content += "<tool_call>\n<function=\(c.name)>\n<parameter=location>\n\(Self.city(in: c.arguments))\n</parameter>\n</function>\n</tool_call>"
             call = nil
         }

@@ -106,7 +106,7 @@ public enum SimVLLM {
 
     final class EngineState: @unchecked Sendable {
         /// Faults an operator can switch on and off while the engine runs (read on every request).
-        static let switchable: Set<SimFault> = [.engineDead, .wedge, .wrongParser, .malformedArguments, .streamMarkup]
+        static let switchable: Set<SimFault> = [.engineDead, .wedge, .wrongParser, .malformedArguments, .streamMarkup, .lateMarkup]
         private let lock = NSLock()
         private var api: SimAPI
         /// What stays whatever the fault files say: the image's own faults, and a dead engine.

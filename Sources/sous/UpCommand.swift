@@ -144,6 +144,11 @@ struct ValidateCommand: AsyncParsableCommand {
         (--tool-choice, or the recipe's `tool_choice`). With --tp N, the completion's system_fingerprint must also \
         show tpN. Exit 0 when every check passes, 1 otherwise.
 
+        --session runs a deterministic agent session instead: --turns turns (default 12), each offering --tools tools \
+        (default 46, as the largest agents send), each a streamed get_weather call for another city checked as above, \
+        the tool's result fed back and the streamed answer checked; the conversation grows turn by turn. It prints \
+        each turn's verdict, its time to the first chunk and its tokens per second, and stops at the first failing turn.
+
         Example: VLLM_API_KEY=… sous validate --base-url http://spark-a:8000/v1 --model nvidia/nemotron-3-super --tp 2
         """
     )
@@ -172,6 +177,15 @@ struct ValidateCommand: AsyncParsableCommand {
     @Flag(help: "Skip the streamed checks.")
     var noStream = false
 
+    @Flag(help: "Run a multi-turn agent session instead: streamed, a tool catalogue, each turn a call and its result fed back.")
+    var session = false
+
+    @Option(help: "Turns of the --session.")
+    var turns = 12
+
+    @Option(help: "Tools offered in each turn of the --session.")
+    var tools = 46
+
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -192,6 +206,26 @@ struct ValidateCommand: AsyncParsableCommand {
                 }
                 return m
             }
+        }
+        if session {
+            guard (1...100).contains(turns), (1...512).contains(tools) else { throw UsageError("--turns must be 1…100 and --tools 1…512") }
+            let v1 = baseURL.hasSuffix("/v1") ? baseURL : (baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL) + "/v1"
+            let result = await AgentSession.run(probe: URLSessionProbe(), v1: v1, model: model, key: key, sampling: sampling,
+                                                turns: turns, tools: tools, timeout: timeout.duration)
+            if json {
+                print(encodeJSON(result), terminator: "")
+            } else {
+                for t in result {
+                    let ttft = t.ttftSeconds.map { String(format: "first chunk %.2f s", $0) } ?? "first chunk -"
+                    let rate = t.tokensPerSecond.map { String(format: "%.0f tok/s", $0) } ?? "- tok/s"
+                    print(String(format: "turn %2d  %@  %@  %@  %@", t.turn, t.passed ? "PASS" : "FAIL", ttft, rate, t.detail))
+                    if let d = t.diagnosis, !t.passed { print("         cause/fix: \(d)") }
+                }
+                let passed = result.filter(\.passed).count
+                print("\(passed)/\(turns) turns passed with \(tools) tools offered" + (result.count < turns ? " (stopped at turn \(result.count))" : ""))
+            }
+            if result.count < turns || result.contains(where: { !$0.passed }) { throw ExitCode(ExitStatus.checkFailed.rawValue) }
+            return
         }
         let results = await Validator(probe: URLSessionProbe(), baseURL: baseURL, model: model, key: key, sampling: sampling,
                                       tensorParallel: tp, timeout: timeout.duration, toolChoices: modes, stream: !noStream).run()

@@ -10,8 +10,8 @@ import SousTestSupport
 /// hold ~7 GB of engines).
 extension SimEndToEndTests {
     static let engines = ["0.28.0", "0.30.0"]
-    /// Registered in 0.28 and 0.30, and not the format the tiny agent writes its reasoning in.
-    static let wrongReasoningParser = "mistral"
+    /// Registered in 0.28 and 0.30; without `thinking` in the request it passes everything to content, `<think>` included.
+    static let wrongReasoningParser = "deepseek_v3"
     static var realEngineMissing: String? {
         for v in engines where !FileManager.default.fileExists(atPath: "/var/cache/sous/engines/vllm-\(v)/.sous-ok") {
             return "vLLM \(v) is not installed: bash scripts/engine-env"
@@ -93,6 +93,11 @@ extension SimEndToEndTests {
         let model = d.recipe.servedModelName
         let real = try await EngineProbes.shapes(URLSessionProbe(), base: d.inventory.baseURL, model: model, key: Secret(key))
         let modelled = try await EngineProbes.shapes(Modelled(api: api), base: d.inventory.baseURL, model: model, key: Secret(key))
+        if let report = ProcessInfo.processInfo.environment["SOUS_PROBE_REPORT"] {
+            try real.keys.sorted().map { "\($0)\n  real:     \(real[$0]!)\n  modelled: \(modelled[$0] ?? "-")" }.joined(separator: "\n")
+                .write(toFile: report, atomically: true, encoding: .utf8)
+        }
+        #expect(real.count == 9 && Set(real.keys) == Set(modelled.keys))
         var differences: [String] = []
         for (probe, shape) in real.sorted(by: { $0.key < $1.key }) where modelled[probe] != shape && EngineProbes.kept[probe] == nil {
             differences.append("\(probe):\n  real:     \(shape)\n  modelled: \(modelled[probe] ?? "-")")
