@@ -4,10 +4,10 @@ import SousKit
 
 /// --recipe and --inventory, shared by every command that works on a deployment.
 struct DeploymentOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Recipe file, or the name of one under recipes/.", valueName: "file|name"))
+    @Option(name: [.customShort("r"), .long], help: ArgumentHelp("Recipe file, or the name of one under recipes/.", valueName: "file|name"))
     var recipe: String
 
-    @Option(name: .long, help: ArgumentHelp("Inventory file (sous's format or an Ansible YAML inventory).", valueName: "file"))
+    @Option(name: [.customShort("i"), .long], help: ArgumentHelp("Inventory file (sous's format or an Ansible YAML inventory).", valueName: "file"))
     var inventory: String
 
     /// Resolves `--recipe nemotron-3-super-nvfp4` to recipes/nemotron-3-super-nvfp4.yaml when no such file exists.

@@ -162,7 +162,7 @@ struct ValidateCommand: AsyncParsableCommand {
     @Option(help: "Environment variable holding the API key (none: no key is sent).")
     var apiKeyEnv = "VLLM_API_KEY"
 
-    @Option(help: "Take sampling from this recipe.")
+    @Option(name: [.customShort("r"), .long], help: "Take sampling and the tool_choice modes from this recipe.")
     var recipe: String?
 
     @Option(help: "Require system_fingerprint to show this tensor-parallel size.")

@@ -120,4 +120,28 @@ func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) 
         #expect(help.status == 0)
         #expect(help.out.contains("--format"))
     }
+
+    /// Every command's help, walked from `sous --help` down: wherever an inventory or a recipe is an option, it is
+    /// `-i/--inventory` and `-r/--recipe`, as in every other command.
+    @Test func everyCommandTakesTheShortInventoryAndRecipeFlags() throws {
+        func subcommands(_ path: [String]) throws -> [[String]] {
+            let out = try sous(path + ["--help"]).out
+            guard let range = out.range(of: "SUBCOMMANDS:") else { return [path] }
+            // A command's line starts with two spaces and its name; its abstract's continuation lines are indented deeper.
+            let names = out[range.upperBound...].split(separator: "\n").prefix { !$0.hasPrefix("  See") && !$0.isEmpty }
+                .filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") }
+                .compactMap { $0.split(separator: " ").first.map(String.init) }
+            guard path.count < 3 else { return [path] }
+            return [path] + (try names.flatMap { try subcommands(path + [$0]) })
+        }
+        let all = try subcommands([])
+        #expect(all.count > 25, "\(all)")
+        var checked = 0
+        for path in all where !path.isEmpty {
+            let help = try sous(path + ["--help"]).out
+            if help.contains("--inventory <") { #expect(help.contains("-i, --inventory <"), "sous \(path.joined(separator: " ")) --help"); checked += 1 }
+            if help.contains("--recipe <") { #expect(help.contains("-r, --recipe <"), "sous \(path.joined(separator: " ")) --help"); checked += 1 }
+        }
+        #expect(checked > 15)
+    }
 }

@@ -60,7 +60,7 @@ struct SimUp: ParsableCommand {
     @Option(help: "Number of nodes.")
     var nodes = 2
 
-    @Option(help: "Where to write the inventory (default inventory/sim.yaml, or DIR/sim.yaml with --dir).")
+    @Option(name: [.customShort("i"), .long], help: "Where to write the inventory (default inventory/sim.yaml, or DIR/sim.yaml with --dir).")
     var inventory: String?
 
     @Option(help: "Seconds the simulated engine takes to load.")
