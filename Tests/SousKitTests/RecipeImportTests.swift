@@ -218,7 +218,7 @@ import Testing
         var o = Self.options(Self.nemotronHead, variant: "nvfp4")
         o.vllm = VLLMVersion(0, 11, 0)
         let e = errors(o)
-        #expect(e.map(\.description) == ["\(Self.nemotronHead):42:9: error: features.reasoning.args: `nemotron_v3` is not a registered reasoning parser in vLLM 0.11.0 (the image's release); vLLM would fail at engine start\n  hint: it first appears in vLLM 0.17.1: use a newer image"])
+        #expect(e.map(\.description) == ["\(Self.nemotronHead):42:9: error: features.reasoning.args: `nemotron_v3` is not a registered reasoning parser in vLLM 0.11.0 (the image's release); vLLM would refuse to start\n  hint: it first appears in vLLM 0.17.1: use a newer image"])
     }
 
     // MARK: errors, each with its file and line

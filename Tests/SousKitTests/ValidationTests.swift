@@ -483,7 +483,7 @@ func onlyError(_ issues: [ConfigIssue]) -> String {
         let recipe = goodRecipe.replacingOccurrences(of: "min_vllm_version: 0.24.0", with: "min_vllm_version: 0.17.1")
         let errors = pair(recipe, inv).filter { $0.severity == .error }.map(\.description)
         #expect(errors.contains("r.yaml:5:19: error: min_vllm_version: the recipe needs vLLM 0.17.1, but vllm/vllm-openai:v0.11.0 runs 0.11.0\n  hint: bump `image` in i.yaml"))
-        #expect(errors.contains("r.yaml:8:14: error: parsers.reasoning: `nemotron_v3` is not a registered reasoning parser in vLLM 0.11.0 (vllm/vllm-openai:v0.11.0); vLLM would fail at engine start, after loading\n  hint: it first appears in vLLM 0.17.1"))
+        #expect(errors.contains("r.yaml:8:14: error: parsers.reasoning: `nemotron_v3` is not a registered reasoning parser in vLLM 0.11.0 (vllm/vllm-openai:v0.11.0); vLLM would refuse to start (before loading any weight)\n  hint: it first appears in vLLM 0.17.1"))
         // The launcher line, or the image's when the launcher is the default.
         #expect(errors.contains("i.yaml:2:8: error: launcher: vLLM 0.11.0 cannot run the mp launcher across nodes (it arrived in 0.11.1)\n  hint: set `launcher: ray`, or use a newer image"))
     }

@@ -192,7 +192,7 @@ public enum RecipeImporter {
             }
             if let version, case .unknown(let suggestion) = catalog.check(s.value, kind: kind, version: version) {
                 issues.append(ConfigIssue(file: r.file, location: s.at, keyPath: String(s.origin.split(separator: " ").last ?? ""),
-                                          problem: "`\(s.value)` is not a registered \(kind.rawValue) parser in vLLM \(version) (the image's release); vLLM would fail at engine start",
+                                          problem: "`\(s.value)` is not a registered \(kind.rawValue) parser in vLLM \(version) (the image's release); vLLM would refuse to start",
                                           hint: suggestion.map { "did you mean `\($0)`? or use a newer image" } ?? catalog.firstRelease(with: s.value, kind: kind).map { "it first appears in vLLM \($0): use a newer image" }))
             }
         }

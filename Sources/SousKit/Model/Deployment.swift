@@ -109,7 +109,7 @@ public struct Deployment: Sendable {
                 warn(key, "`\(name)` is not in vLLM \(checked) (the nearest release sous knows below \(inventory.vllmVersion!)) but is in \(first): cannot confirm it exists in \(inventory.vllmVersion!)")
             case .unknown(let suggestion):
                 let on = inventory.vllmVersion.map { "vLLM \($0) (\(inventory.image))" } ?? "the newest vLLM sous knows"
-                err(key, "`\(name)` is not a registered \(kind.rawValue) parser in \(on); vLLM would fail at engine start, after loading",
+                err(key, "`\(name)` is not a registered \(kind.rawValue) parser in \(on); vLLM would refuse to start (before loading any weight)",
                     hint: suggestion.map { "did you mean `\($0)`?" } ?? catalog.firstRelease(with: name, kind: kind).map { "it first appears in vLLM \($0)" })
             }
         }
