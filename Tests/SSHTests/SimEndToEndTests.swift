@@ -489,6 +489,10 @@ import SousTestSupport
         #expect(try sh("ip route show type unreachable | grep -c 10.213.0.0/16 || true") == "0\n")
         // `[s]shd` matches sshd but not this shell's own command line.
         #expect(try sh("pgrep -f '[s]shd -D -f \(dir)' | wc -l") == "0\n")
+        // No node's dockerd (and its containerd and shims), no registry, no hub server, no mount left.
+        #expect(try sh("pgrep -f '[d]ockerd --config-file /etc/docker/daemon.json' | wc -l") == "0\n")
+        #expect(try sh("pgrep -f '[d]ocker-registry serve \(dir)' | wc -l; pgrep -f '[h]ub-serve --hub \(dir)' | wc -l") == "0\n0\n")
+        #expect(try sh("grep -c ' \(dir)' /proc/mounts || true") == "0\n")
         // down twice is fine, and up works again after it.
         #expect(try sous(["sim", "down", "--dir", dir]).status == 0)
     }

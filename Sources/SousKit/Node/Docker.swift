@@ -14,6 +14,21 @@ public enum DockerOps {
         RemoteCommand(["docker", "pull", image], timeout: .seconds(3600))
     }
 
+    /// What to do about a failed pull, from Docker's own words.
+    public static func pullHint(_ output: String, node: String, inventory: String, image: String) -> String {
+        let text = output.lowercased()
+        if text.contains("no space left on device") {
+            return "\(node)'s Docker data root is full (a vLLM image is ~20 GB): `sous exec -i \(inventory) --nodes \(node) -- docker system df`, then `docker image prune` there, and `sous up` again"
+        }
+        if text.contains("manifest unknown") || text.contains("not found") {
+            return "no such tag: check `image` in \(inventory) (\(image)) against the registry's tags"
+        }
+        if text.contains("connection refused") || text.contains("no such host") || text.contains("timeout") || text.contains("network is unreachable") {
+            return "\(node) cannot reach the registry: check its DNS, proxy and registry mirror (`docker info` there)"
+        }
+        return "check `image` in \(inventory) and the node's registry access"
+    }
+
     /// `docker run -d …` exactly as `sous render` prints it.
     public static func run(_ c: NodeCommand) -> RemoteCommand {
         RemoteCommand(c.dockerArgv, timeout: .seconds(600))

@@ -210,7 +210,7 @@ extension UpRunner {
             let have = try await s.run(DockerOps.imageID(inv.image))
             if have.ok { return (have.value, false) }
             let pull = try await s.run(DockerOps.pull(inv.image).stoppable(by: stop))
-            if !pull.ok { throw StepFailure(step: "pull", node: node.name, cause: pull.tail(3), hint: "check `image` in \(inv.file) and the node's registry access", exitCode: .checkFailed) }
+            if !pull.ok { throw StepFailure(step: "pull", node: node.name, cause: pull.tail(3), hint: DockerOps.pullHint(pull.stderrText + pull.stdoutText, node: node.name, inventory: inv.file, image: inv.image), exitCode: .checkFailed) }
             return (try await s.run(DockerOps.imageID(inv.image)).value, true)
         }
         let distinct = Set(ids.values.map(\.0))
