@@ -27,6 +27,19 @@ struct DeploymentOptions: ParsableArguments {
         }
         return d
     }
+
+    /// Refuses a deployment whose serve flags vLLM is known to get wrong on its release (KnownBad), unless `force`.
+    func refuseKnownBad(_ d: Deployment, force: Bool) throws {
+        let argv = try Renderer(d).nodes().first?.serveArgv ?? []
+        let bad = KnownBad.matches(serveArgv: argv, version: d.inventory.vllmVersion)
+        guard !bad.isEmpty else { return }
+        if force {
+            for rule in bad { Console.warning("known-bad combination, going on because of --force: \(KnownBad.describe(rule))") }
+            return
+        }
+        throw UsageError("\(recipePath) on \(d.inventory.image): " + bad.map(KnownBad.describe).joined(separator: "\n"),
+                         hint: "change the recipe as the fix says, or pass --force to go on knowing it")
+    }
 }
 
 /// A time option: `90s`, `30m`, `1h`, `500ms` or bare seconds; non-finite, zero and absurd values are refused (exit 2).

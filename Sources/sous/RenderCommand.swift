@@ -35,8 +35,12 @@ struct RenderCommand: ParsableCommand {
     @Option(help: "A local copy of the checkpoint (its config.json, hf_quant_config.json): say what quantization vLLM will detect.")
     var checkpoint: String?
 
+    @Flag(help: "Render even a combination of flags the image's vLLM is known to get wrong (it is named).")
+    var force = false
+
     func run() throws {
         let d = try deployment.load(allowGroups: true)
+        try deployment.refuseKnownBad(d, force: force)
         let renderer = Renderer(d)
         var nodes = try renderer.nodes(form: format == .config ? .config : .flags)
         if let node {
@@ -73,8 +77,12 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Print the steps as JSON.")
     var json = false
 
+    @Flag(help: "Plan even a combination of flags the image's vLLM is known to get wrong (it is named).")
+    var force = false
+
     func run() throws {
         let d = try deployment.load(allowGroups: true)
+        try deployment.refuseKnownBad(d, force: force)
         let local = try checkpoint.map { try Checkpoint.local($0, memTotal: d.inventory.profileMemoryBytes) }
         let steps = UpPlan.steps(d, checkpoint: local)
         print(json ? encodeJSON(steps) : UpPlan.text(d, steps: steps), terminator: "")

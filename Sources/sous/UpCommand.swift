@@ -101,7 +101,7 @@ struct UpCommand: AsyncParsableCommand {
     @Flag(help: "Remove a stale cluster lock first (its holder is named).")
     var forceUnlock = false
 
-    @Flag(help: "Start even when `sous fit` says the recipe does not fit.")
+    @Flag(help: "Start even when `sous fit` says the recipe does not fit, or when the flags are a combination the image's vLLM is known to get wrong.")
     var force = false
 
     @Flag(help: "Stop when a node lacks the checkpoint instead of downloading and copying it.")
@@ -114,6 +114,7 @@ struct UpCommand: AsyncParsableCommand {
         Signals.stopAtSafePoints()
         var d = try deployment.load()
         if let image { d = try Deployment.make(recipe: d.recipe, inventory: d.inventory, image: image) }
+        try deployment.refuseKnownBad(d, force: force)
         let key = try apiKey(d.inventory)
         var runner = UpRunner(deployment: d, transport: ssh.transport(for: d.inventory), probe: URLSessionProbe(), key: key,
                               reporter: LineReporter(toStderr: json), engineTimeout: timeout.duration,

@@ -91,6 +91,7 @@ public enum Audit {
             }
             drift("extra --\(flag)" + (value.map { " \($0)" } ?? ""))
         }
+        for rule in KnownBad.matches(serveArgv: r.args, version: version) { drift("known-bad: " + KnownBad.describe(rule)) }
         if let len = haveMap["max-model-len"].flatMap({ $0 }).flatMap(Int.init), d.recipe.clientContext >= len {
             drift("client.context \(d.recipe.clientContext) is not below the running max-model-len \(len): agents will send prompts the server rejects")
         }
