@@ -12,6 +12,9 @@ final class SSHDHarness: @unchecked Sendable {
     static let plainUser = "soustest2"
     private static let lock = NSLock()
     nonisolated(unsafe) private static var nextOctet = 10
+    /// Addresses a live harness holds, even while one of its sshds is restarting (a free port 22 does not make an
+    /// address free: another harness taking it then got this one's connections).
+    nonisolated(unsafe) private static var inUse = Set<String>()
 
     let dir: String
     let clientKey: String
@@ -117,6 +120,9 @@ final class SSHDHarness: @unchecked Sendable {
         for pid in pids { kill(pid, SIGTERM) }
         for pid in pids { Self.waitGone(pid) }
         pids = []
+        Self.lock.lock()
+        Self.inUse.subtract(addresses)
+        Self.lock.unlock()
         try? FileManager.default.removeItem(atPath: dir)
     }
 
@@ -170,7 +176,10 @@ final class SSHDHarness: @unchecked Sendable {
         while true {
             let address = "127.0.2.\(nextOctet)"
             nextOctet = nextOctet >= 250 ? 10 : nextOctet + 1
-            if (try? sh("exec 3<>/dev/tcp/\(address)/22")) == nil { return address }
+            if !inUse.contains(address), (try? sh("exec 3<>/dev/tcp/\(address)/22")) == nil {
+                inUse.insert(address)
+                return address
+            }
         }
     }
 

@@ -20,6 +20,11 @@ public enum DockerOps {
         if text.contains("no space left on device") {
             return "\(node)'s Docker data root is full (a vLLM image is ~20 GB): `sous exec -i \(inventory) --nodes \(node) -- docker system df`, then `docker image prune` there, and `sous up` again"
         }
+        if text.contains("registry-1.docker.io") {
+            // A daemon with a registry mirror falls back to Docker Hub when the mirror fails, and reports the fallback's
+            // error: the mirror's own (a full disk, a missing tag) is only in the daemon's log.
+            return "\(node) could not pull through its registry mirror, and Docker's fallback to Docker Hub failed too: the mirror's own error (a full data root, an unknown tag) is in the Docker daemon's log on \(node) (`journalctl -u docker`); `docker system df` there shows the disk"
+        }
         if text.contains("manifest unknown") || text.contains("not found") {
             return "no such tag: check `image` in \(inventory) (\(image)) against the registry's tags"
         }
