@@ -276,23 +276,24 @@ public struct SimAPI: Sendable {
         var content = out.content ?? ""
         var call = out.call
         if let c = call, faults.contains(.streamMarkup) || faults.contains(.lateMarkup) && userTurns >= 7 {
-            content += "<tool_call>\n<function=\(c.name)>\n<parameter=location>\n\(Self.city(in: c.arguments))\n</parameter>\n</function>\n</tool_call>"
+            let location = (try? JSONSerialization.jsonObject(with: Data(c.arguments.utf8)) as? [String: Any])?["location"] as? String ?? ""
+            content += "<tool_call>\n<function=\(c.name)>\n<parameter=location>\n\(location)\n</parameter>\n</function>\n</tool_call>"
             call = nil
         }
         for p in pieces(content) { delta(["content": p]) }
         if let c = call {
             let callID = "chatcmpl-tool-\(Self.randomHex(16))"
-            let args = pieces(c.arguments)
+            let argPieces = pieces(c.arguments)
             if out.forced {
                 // A required call's later deltas say `"name": null` (tool_parsers/streaming.py v0.28.0:207-219).
-                delta(["tool_calls": [["id": callID, "type": "function", "index": 0, "function": ["name": c.name, "arguments": args.first ?? ""]]]])
-                for p in args.dropFirst() {
+                delta(["tool_calls": [["id": callID, "type": "function", "index": 0, "function": ["name": c.name, "arguments": argPieces.first ?? ""]]]])
+                for p in argPieces.dropFirst() {
                     delta(["tool_calls": [["index": 0, "function": named ? ["arguments": p] : ["name": NSNull(), "arguments": p] as [String: Any]]]])
                 }
             } else {
                 // qwen3_coder (sous's parser) sends no `content` beside the call, as read off the real engine; hermes does.
                 delta(["tool_calls": [["id": callID, "type": "function", "index": 0, "function": ["name": c.name]]]])
-                for p in args { delta(["tool_calls": [["index": 0, "function": ["arguments": p]]]]) }
+                for p in argPieces { delta(["tool_calls": [["index": 0, "function": ["arguments": p]]]]) }
             }
         }
         // finish_reason tool_calls once a call was streamed, unless one tool was named (serving.py v0.28.0:730-757).

@@ -80,19 +80,9 @@ extension SimEndToEndTests {
         let d = try Deployment.load(recipe: repoPath("recipes/tiny-agent.yaml"), inventory: inventory)
         let argv = try Renderer(d).nodes()[0].serveArgv
         let api = SimAPI(args: try ServeArgs.parse(argv), version: VLLMVersion(0, 28, 0), versionString: "0.28.0", joinedRanks: 2, apiKey: key, faults: [])
-        struct Modelled: HTTPProbe {
-            let api: SimAPI
-            func answer(_ r: SimAPI.Response) -> HTTPResponse { HTTPResponse(status: r.status, body: Data(r.body.utf8), contentType: r.contentType) }
-            func get(_ url: String, bearer: Secret?, timeout: Duration) async throws -> HTTPResponse {
-                answer(api.handle(method: "GET", path: URLComponents(string: url)!.path, authorization: bearer.map { "Bearer \($0.reveal())" }, body: Data()))
-            }
-            func post(_ url: String, json: Data, bearer: Secret?, timeout: Duration) async throws -> HTTPResponse {
-                answer(api.handle(method: "POST", path: URLComponents(string: url)!.path, authorization: bearer.map { "Bearer \($0.reveal())" }, body: json))
-            }
-        }
         let model = d.recipe.servedModelName
         let real = try await EngineProbes.shapes(URLSessionProbe(), base: d.inventory.baseURL, model: model, key: Secret(key))
-        let modelled = try await EngineProbes.shapes(Modelled(api: api), base: d.inventory.baseURL, model: model, key: Secret(key))
+        let modelled = try await EngineProbes.shapes(SimAPIProbe(api: api), base: d.inventory.baseURL, model: model, key: Secret(key))
         if let report = ProcessInfo.processInfo.environment["SOUS_PROBE_REPORT"] {
             try real.keys.sorted().map { "\($0)\n  real:     \(real[$0]!)\n  modelled: \(modelled[$0] ?? "-")" }.joined(separator: "\n")
                 .write(toFile: report, atomically: true, encoding: .utf8)
