@@ -37,8 +37,12 @@ public struct SimLayout: Sendable {
 public enum SimCluster {
     /// Starts `nodes` simulated nodes and writes an inventory for them; returns the lines to print.
     public static func up(_ l: SimLayout, nodes: Int, inventory inventoryPath: String, loadSeconds: Double, shardBytes: Int, downloadRate: Int,
-                          engine: SimRegistry.Engine = .modelled) throws -> [String] {
+                          engine: SimRegistry.Engine = .modelled, router: Bool = false) throws -> [String] {
         guard (1...8).contains(nodes) else { throw UsageError("--nodes must be 1…8") }
+        if router {
+            guard nodes >= 2 else { throw UsageError("--router needs at least two groups of nodes (--nodes 4 for two pairs)") }
+            guard SimRegistry.routerInstalled else { throw UsageError("--router: vllm-router \(SimRegistry.routerVersion) is not installed under \(SimRegistry.routerEntry)", hint: "bash scripts/router-env") }
+        }
         let engines = SimRegistry.installedEngines()
         let hasTinyAgent = FileManager.default.fileExists(atPath: SimHub.tinyAgentDir + "/.sous-ok")
         if engine == .vllm {
@@ -77,6 +81,7 @@ public enum SimCluster {
         _ = try SimRegistry.start(l, engine: engine)
         let tags = SimRegistry.tags(engine)
         let built = try SimRegistry.ensureImages(l, tags: tags, engine: engine)
+        if router { try SimRegistry.ensureRouterImage(l) }
         // The stand-in hub, and the one token that opens its gated repositories.
         // Written every time (the same bytes, the same revision), so a hub from an older sous is never stale.
         for repo in SimHub.repos { try SimHub.write(repo, to: l.hub, shardBytes: shardBytes) }
@@ -160,6 +165,7 @@ public enum SimCluster {
         known_hosts: \(l.knownHosts)
         nodes:
         \(nodeLines.joined(separator: "\n"))
+        \(router ? "router:                     # vLLM's router (vllm-router \(SimRegistry.routerVersion) from PyPI) in front of the groups\n  node: \(l.nodeName(1))\n  port: 8080\n  image: \(SimRegistry.routerImage)\n  policy: round_robin\n" : "")
 
         """.write(toFile: inventoryPath, atomically: true, encoding: .utf8)
         let elapsed = clock.now - start

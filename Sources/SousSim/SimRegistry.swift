@@ -91,8 +91,30 @@ public enum SimRegistry {
         throw UsageError("\(what) did not start listening on \(hostPort): \(text.suffix(2000))", hint: "sous sim down, then sous sim up again")
     }
 
+    /// vLLM's router, as the simulation runs it: a venv of `vllm-router` from PyPI (scripts/router-env), in an image
+    /// of the simulation's busybox layer whose entry point is that venv's `vllm-router` (the runtime binds
+    /// /var/cache/sous and the host's /usr into every container). vLLM publishes no router image.
+    public static let routerVersion = "0.1.17"
+    public static let routerRepository = "sous-sim/vllm-router"
+    public static var routerImage: String { "\(routerRepository):v\(routerVersion)" }
+    static var routerEntry: String {
+        "\(ProcessInfo.processInfo.environment["SOUS_ROUTER_CACHE"] ?? "/var/cache/sous/router")/vllm-router-\(routerVersion)"
+    }
+    public static var routerInstalled: Bool { FileManager.default.fileExists(atPath: routerEntry + "/.sous-ok") }
+
+    /// Pushes the router's image unless the registry holds it.
+    static func ensureRouterImage(_ l: SimLayout) throws {
+        guard !tagsPresent(routerRepository).contains("v\(routerVersion)") else { return }
+        try withBuilder(l) { docker in
+            let ref = "\(address)/\(routerImage)"
+            try Local.run(docker[0], Array(docker.dropFirst()) + ["import", "--change", #"ENTRYPOINT ["\#(routerEntry)/bin/vllm-router"]"#,
+                                                                   "--change", "LABEL org.opencontainers.image.version=\(routerVersion)", try rootfs(l), ref])
+            try Local.run(docker[0], Array(docker.dropFirst()) + ["push", ref])
+        }
+    }
+
     /// Tags the registry already holds (its own catalogue API).
-    static func tagsPresent() -> Set<String> {
+    static func tagsPresent(_ repository: String = repository) -> Set<String> {
         let r = try? Local.run("/usr/bin/curl", ["-fsS", "--max-time", "5", "http://\(address)/v2/\(repository)/tags/list"], check: false)
         guard let r, r.status == 0, let obj = try? JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any] else { return [] }
         return Set(obj["tags"] as? [String] ?? [])

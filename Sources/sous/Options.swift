@@ -17,13 +17,13 @@ struct DeploymentOptions: ParsableArguments {
     }
 
     /// The deployment; one of several tensor-parallel groups only where the command handles groups
-    /// (`allowGroups`): the rest refuse it (exit 2) until the router and the per-group runs of issue #21 land.
+    /// (`allowGroups`: up, roll, render, plan, export): the rest refuse it (exit 2).
     func load(allowGroups: Bool = false) throws -> Deployment {
         let d = try Deployment.load(recipe: recipePath, inventory: inventory)
         Console.warnings(d.warnings)
         if d.isMultiGroup, !allowGroups {
             throw UsageError("\(d.inventory.file) forms \(d.groups.count) tensor-parallel groups of \(d.groupSize) nodes; this command runs on one group only so far",
-                             hint: "`sous render`, `sous plan` and `sous export lws` show every group; for the rest use an inventory of \(d.groupSize) nodes")
+                             hint: "`sous up`, `sous roll`, `sous render`, `sous plan` and `sous export lws` take every group; for the rest use an inventory of \(d.groupSize) nodes (one group)")
         }
         return d
     }

@@ -36,12 +36,30 @@ struct RollCommand: AsyncParsableCommand {
 
     func run() async throws {
         Signals.stopAtSafePoints()
-        let d = try deployment.load()
+        let d = try deployment.load(allowGroups: true)
         try await Self.roll(d, to: image, ssh: ssh, timeout: timeout.duration, checkTimeout: checkTimeout.duration, forceUnlock: forceUnlock, json: json)
     }
 
     static func roll(_ d: Deployment, to image: String, ssh: SSHOptions, timeout: Duration, checkTimeout: Duration, forceUnlock: Bool, json: Bool) async throws {
         guard ImageRef.isPinned(image) else { throw UsageError("`\(image)` is not pinned", hint: "use an exact tag or a digest") }
+        if d.isMultiGroup {
+            var up = UpRunner(deployment: d, transport: ssh.transport(for: d.inventory), probe: URLSessionProbe(), key: try apiKey(d.inventory),
+                              reporter: LineReporter(toStderr: json), engineTimeout: timeout, checkTimeout: checkTimeout)
+            up.forceUnlock = forceUnlock
+            let r = try await GroupsRunner(up).runRoll(to: image)
+            if json { print(encodeJSON(r), terminator: "") } else {
+                for g in r.groups {
+                    print("\(g.group ?? ""): \(g.outcome.rawValue) (\(g.from) → \(g.to)), fingerprint \(g.fingerprint_old ?? "none") → \(g.fingerprint_new ?? "none"), serving gap " + (g.serving_gap_s.map { String(format: "%.2f s", $0) } ?? "unknown") + " (out of the router)")
+                }
+                let untouched = d.groups.dropFirst(r.groups.count).map(\.name)
+                if !untouched.isEmpty { print("untouched: \(untouched.joined(separator: ", ")) (still on the image they ran)") }
+                print("outcome: \(r.outcome.rawValue) (\(r.groups.count) of \(d.groups.count) groups rolled, one at a time, the endpoint served by the others)")
+                if let cause = r.cause { print("cause: \(cause)") }
+            }
+            if Interruption.shared.requested != nil { throw ExitCode(ExitStatus.interrupted.rawValue) }
+            if r.outcome != .verified { throw ExitCode(ExitStatus.checkFailed.rawValue) }
+            return
+        }
         let runner = RollRunner(recipe: d.recipe, inventory: d.inventory, newImage: image, transport: ssh.transport(for: d.inventory),
                                 probe: URLSessionProbe(), key: try apiKey(d.inventory), reporter: LineReporter(toStderr: json),
                                 engineTimeout: timeout, checkTimeout: checkTimeout, forceUnlock: forceUnlock)

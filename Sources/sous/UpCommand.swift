@@ -112,7 +112,7 @@ struct UpCommand: AsyncParsableCommand {
 
     func run() async throws {
         Signals.stopAtSafePoints()
-        var d = try deployment.load()
+        var d = try deployment.load(allowGroups: true)
         if let image { d = try Deployment.make(recipe: d.recipe, inventory: d.inventory, image: image) }
         try deployment.refuseKnownBad(d, force: force)
         let key = try apiKey(d.inventory)
@@ -123,6 +123,16 @@ struct UpCommand: AsyncParsableCommand {
         runner.forceUnlock = forceUnlock
         runner.fetch = !noFetch
         runner.hfToken = hfToken(d.inventory)
+        if d.isMultiGroup {
+            let result = try await GroupsRunner(runner).runUp()
+            if json { print(encodeJSON(result), terminator: "") } else {
+                for g in result.groups {
+                    print("\(g.group ?? ""): verified — \(g.fingerprint ?? "no fingerprint"), \(AgentChecks.summary(g.checks))" + (g.restarted ? "" : ", nothing restarted"))
+                }
+                print("\(d.inventory.cluster): \(d.recipe.servedModelName) verified through the router \(result.router) — \(result.groups.count) groups, \(AgentChecks.summary(result.checks))")
+            }
+            return
+        }
         let result = try await runner.run()
         if json {
             print(encodeJSON(result), terminator: "")

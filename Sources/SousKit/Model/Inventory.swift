@@ -29,6 +29,21 @@ public struct NodeSpec: Sendable, Equatable {
 
 /// A tensor-parallel group as the inventory names it under `groups:`: its nodes, head first, and optionally the
 /// port its head serves the API on. Without `groups:` sous forms groups of consecutive nodes (`Deployment.groups`).
+/// The load balancer in front of several tensor-parallel groups (`router:`): vLLM's router (vllm-project/router,
+/// `vllm-router`), run as a container on one node, every group's head as a worker.
+public struct RouterSpec: Sendable, Equatable {
+    /// The node it runs on.
+    public var node: String
+    /// The one endpoint clients use.
+    public var port: Int
+    /// A pinned image whose entry point is `vllm-router` (vLLM publishes none: README, "Several groups").
+    public var image: String
+    /// vllm-router's `--policy`.
+    public var policy: String
+
+    public static let policies = ["cache_aware", "round_robin", "random", "power_of_two", "consistent_hash", "sticky_least_loaded"]
+}
+
 public struct GroupSpec: Sendable, Equatable {
     public var name: String
     /// Node names, the group's head first.
@@ -78,6 +93,8 @@ public struct Inventory: Sendable {
     public var nodes: [NodeSpec]
     /// The groups the file names (`groups:`); nil: formed from the recipe's tensor-parallel size.
     public var groups: [GroupSpec]? = nil
+    /// The router in front of the groups (`router:`); nil: none.
+    public var router: RouterSpec? = nil
     /// Where each setting was written (keyed by its key), for errors found with the recipe.
     public var locations: [String: SourceLocation] = [:]
 
@@ -100,10 +117,11 @@ public struct Inventory: Sendable {
 /// Reads inventories: sous's own format, or an Ansible YAML inventory.
 public enum InventoryReader {
     static let settingKeys = ["cluster", "image", "vllm_version", "port", "api_key_env", "hf_token_env", "launcher", "hardware",
-                              "interconnect", "hf_cache", "known_hosts", "shm_size", "groups"]
+                              "interconnect", "hf_cache", "known_hosts", "shm_size", "groups", "router"]
     static let nodeKeys = ["name", "host", "port", "user", "identity_file", "interconnect_ip", "role"]
     static let interconnectKeys = ["interface", "master_port", "nccl_ib_hca"]
     static let groupKeys = ["name", "nodes", "port"]
+    static let routerKeys = ["node", "port", "image", "policy"]
     /// More nodes than any tensor-parallel group sous renders; a file with more is refused before its nodes are read.
     public static let maxNodes = 1024
 
@@ -264,15 +282,15 @@ public enum InventoryReader {
 
     /// Checks an image reference (the inventory's `image`, or `--image`): well-formed and pinned; a tag beside a
     /// digest is a warning, since Docker then runs the digest and ignores the tag.
-    static func checkImage(_ image: String, at node: Node?, sink: IssueSink) {
+    static func checkImage(_ image: String, at node: Node?, key: String = "image", sink: IssueSink) {
         if !image.matchesWhole(imagePattern) {
-            sink.error(node, "image", "`\(image)` is not an image reference",
+            sink.error(node, key, "`\(image)` is not an image reference",
                        hint: "[registry/]repository:tag or …@sha256:<64 hex digits>, e.g. vllm/vllm-openai:v0.24.0")
         } else if !ImageRef.isPinned(image) {
-            sink.error(node, "image", "`\(image)` is not pinned: two nodes pulling a moving tag can get different engines",
+            sink.error(node, key, "`\(image)` is not pinned: two nodes pulling a moving tag can get different engines",
                        hint: "use an exact tag (vllm/vllm-openai:v0.24.0) or a digest (…@sha256:…)")
         } else if image.contains("@"), let tag = ImageRef.tag(of: image) {
-            sink.warning(node, "image", "the tag `\(tag)` is ignored: Docker runs the image the digest names, whatever the tag says now",
+            sink.warning(node, key, "the tag `\(tag)` is ignored: Docker runs the image the digest names, whatever the tag says now",
                          hint: "drop `:\(tag)`, or keep it only as a note (the vLLM version sous assumes is read from it; set vllm_version: to state it)")
         }
     }
@@ -387,14 +405,44 @@ public enum InventoryReader {
         }
 
         let groups = map["groups"].flatMap { readGroups($0, nodes: nodes, port: port, sink: sink) }
+        let router = map["router"].flatMap { readRouter($0, nodes: nodes, port: port, groups: groups, sink: sink) }
 
         guard !sink.hasErrors, let cluster, let image, let interface else { throw ConfigErrors(sink.issues) }
         var locations: [String: SourceLocation] = [:]
         for entry in map.entries { locations[entry.key] = entry.value.location }
         let inv = Inventory(file: file, cluster: cluster, image: image, vllmVersion: version, port: port, apiKeyEnv: apiKeyEnv,
                             hfTokenEnv: hfTokenEnv, launcher: launcher, hardware: hardware, interface: interface, masterPort: masterPort, ncclIbHca: hca,
-                            hfCache: hfCache, knownHosts: knownHosts, shmSize: shm, nodes: nodes, groups: groups, locations: locations)
+                            hfCache: hfCache, knownHosts: knownHosts, shmSize: shm, nodes: nodes, groups: groups, router: router, locations: locations)
         return (inv, sink.issues)
+    }
+
+    /// `router:`: `{node, port, image, policy}`. The node must be one of `nodes:`; the port must not be an API
+    /// port a group's head serves on that node (the groups' ports are known only with `groups:`; formed groups
+    /// serve on `port`).
+    static func readRouter(_ value: YValue, nodes: [NodeSpec], port: Int, groups: [GroupSpec]?, sink: IssueSink) -> RouterSpec? {
+        guard let m = value.mapping(allowed: routerKeys) else { return nil }
+        let nodeName = m.required("node", what: "the name of the node it runs on")?.string()
+        if let n = nodeName, !nodes.contains(where: { $0.name == n }) {
+            sink.error(m["node"]?.node, "router.node", "no node named `\(n)` in `nodes:`",
+                       hint: didYouMean(n, in: nodes.map(\.name)).map { "did you mean `\($0)`?" } ?? "nodes: \(nodes.map(\.name).joined(separator: ", "))")
+        }
+        let routerPort = m["port"]?.int(range: 1...65535) ?? 8080
+        let image = m.required("image", what: "a pinned image whose entry point is vllm-router, e.g. registry.example/vllm-router:0.1.17")?.string()
+        if let image { checkImage(image, at: m["image"]?.node, key: "router.image", sink: sink) }
+        let policy = m["policy"]?.string() ?? "cache_aware"
+        if !RouterSpec.policies.contains(policy) {
+            sink.error(m["policy"]?.node, "router.policy", "`\(policy)` is not a vllm-router policy",
+                       hint: didYouMean(policy, in: RouterSpec.policies).map { "did you mean `\($0)`?" } ?? "one of \(RouterSpec.policies.joined(separator: ", "))")
+        }
+        if let n = nodeName {
+            let headPorts = groups.map { gs in gs.filter { $0.nodes.first == n }.map { $0.port ?? port } } ?? [port]
+            if headPorts.contains(routerPort) {
+                sink.error(m["port"]?.node ?? m.node, "router.port", "\(routerPort) is the port a group's head serves its API on, on \(n)",
+                           hint: "give the router its own `port:` (default 8080)")
+            }
+        }
+        guard let nodeName, let image else { return nil }
+        return RouterSpec(node: nodeName, port: routerPort, image: image, policy: policy)
     }
 
     /// `groups:`: a list of `{name, nodes: [head, worker…], port}`. Every node is in exactly one group; the

@@ -3,7 +3,7 @@ import Foundation
 /// Every docker command sous runs on a node, each beside the parser of its output. Data (image names, the
 /// container name) is always a separate argument.
 public enum DockerOps {
-    static let container = NodePaths.container
+    public static let container = NodePaths.container
 
     /// The local image ID of `image`; fails when the image is not on the node.
     public static func imageID(_ image: String) -> RemoteCommand {
@@ -39,13 +39,13 @@ public enum DockerOps {
         RemoteCommand(c.dockerArgv, timeout: .seconds(600))
     }
 
-    public static func remove() -> RemoteCommand {
-        RemoteCommand(["docker", "rm", "-f", container], timeout: .seconds(60))
+    public static func remove(_ name: String = container) -> RemoteCommand {
+        RemoteCommand(["docker", "rm", "-f", name], timeout: .seconds(60))
     }
 
     /// Running, the image ID and the arguments: what decides whether a rank runs the rendered command.
-    public static func current() -> RemoteCommand {
-        RemoteCommand(["docker", "inspect", "--format", "{{.State.Running}} {{.Image}} {{json .Args}}", container], timeout: .seconds(30))
+    public static func current(_ name: String = container) -> RemoteCommand {
+        RemoteCommand(["docker", "inspect", "--format", "{{.State.Running}} {{.Image}} {{json .Args}}", name], timeout: .seconds(30))
     }
 
     /// The line `current()` prints for a rank that runs `serveArgv` from `imageID`.
@@ -80,8 +80,8 @@ public enum DockerOps {
     }
 
     /// The last `tail` lines of the container's log (stdout and stderr).
-    public static func logs(tail: Int) -> RemoteCommand {
-        RemoteCommand(["docker", "logs", "--tail", String(tail), container], timeout: .seconds(30))
+    public static func logs(tail: Int, _ name: String = container) -> RemoteCommand {
+        RemoteCommand(["docker", "logs", "--tail", String(tail), name], timeout: .seconds(30))
     }
 
     /// The first `non-default args` line of the engine's log: what vLLM itself parsed at start.

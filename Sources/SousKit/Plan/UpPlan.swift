@@ -93,6 +93,13 @@ public enum UpPlan {
                                 + (fingerprint ? "a real completion whose system_fingerprint contains -\(tp)-" : "vLLM \(inv.vllmVersion!) has no system_fingerprint: --tensor-parallel-size \(recipe.tensorParallelSize) on every node from `docker inspect` and the engine log")
                                 + "; then the four checks: model list, forced tool call, JSON arguments, tool-result round trip",
                               apply: "nothing: read-only"))
+        if d.isMultiGroup {
+            let router = d.router
+            steps.append(PlanStep(id: "router", title: "the router in front of the groups" + (router.map { " (\($0.baseURL))" } ?? ": none named in \(inv.file), so `up` stops here"),
+                                  nodes: router.map { [$0.node.name] } ?? [],
+                                  check: "container \(RouterCommand.container) runs the rendered vllm-router command; GET /health 200 (every group healthy); GET /list_workers holds every group's API; then the same checks through it",
+                                  apply: "`docker run` as `sous render` prints; POST /add_worker for a group it lacks"))
+        }
         steps.append(PlanStep(id: "journal", title: "record the result", nodes: [head],
                               check: "nothing: every verified run is recorded",
                               apply: "append one JSON line to \(JournalOps.path) on \(head) and to ~/.local/state/sous/journal.jsonl (`sous history`)"))

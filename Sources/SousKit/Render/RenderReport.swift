@@ -90,7 +90,14 @@ public enum RenderReport {
             out += "\n" + nodeTitle(c) + "\n"
             out += (try prepare(c)) + (try envBlock(c)) + (try pretty(c.dockerArgv, firstLine: 5)) + "\n"
         }
-        return out
+        return out + (try routerBlock(d))
+    }
+
+    /// The router's container, after every group (it starts once a group answers /health).
+    static func routerBlock(_ d: Deployment) throws(ShellQuote.Unrepresentable) -> String {
+        guard d.isMultiGroup, let r = d.router else { return "" }
+        return "\n# ══ router on \(r.node.name) · \(r.baseURL) · vllm-router, every group's API a worker (no key: each head checks it)\n".escapingControls
+            + (try pretty(r.dockerArgv, firstLine: 10)) + "\n"
     }
 
     public static func config(_ d: Deployment, nodes: [NodeCommand], yaml: String) throws(ShellQuote.Unrepresentable) -> String {
@@ -104,7 +111,7 @@ public enum RenderReport {
             out += try writeLines(lines, to: NodePaths.configFile, append: false)
             out += (try envBlock(c)) + (try pretty(c.dockerArgv, firstLine: 5)) + "\n"
         }
-        return out
+        return out + (try routerBlock(d))
     }
 
     struct JSONNode: Encodable {
@@ -121,6 +128,10 @@ public enum RenderReport {
         var warnings: [String]
         /// Only when there are several groups.
         var groups: [JSONGroup]?
+        var router: JSONRouter?
+    }
+    struct JSONRouter: Encodable {
+        var node: String, base_url: String, image: String, worker_urls: [String], docker_argv: [String], command: String
     }
     struct JSONGroup: Encodable {
         var name: String, head: String, nodes: [String], port: Int, base_url: String, master_addr: String, master_port: Int
@@ -145,6 +156,10 @@ public enum RenderReport {
                                JSONGroup(name: g.name, head: g.head.name, nodes: g.nodes.map(\.name), port: g.port,
                                          base_url: Endpoint.baseURL(host: g.head.host, port: g.port),
                                          master_addr: g.head.interconnectIP, master_port: d.inventory.masterPort)
+                           } : nil,
+                           router: d.isMultiGroup ? try d.router.map { r throws(ShellQuote.Unrepresentable) in
+                               JSONRouter(node: r.node.name, base_url: r.baseURL, image: r.spec.image, worker_urls: r.workerURLs,
+                                          docker_argv: r.dockerArgv, command: try ShellQuote.join(r.dockerArgv))
                            } : nil)
         return encodeJSON(r)
     }

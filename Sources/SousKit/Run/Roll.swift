@@ -2,6 +2,8 @@ import Foundation
 
 /// The outcome of `sous roll`.
 public struct RollResult: Sendable, Codable {
+    /// The group, when the deployment has several.
+    public var group: String? = nil
     public var from: String
     public var to: String
     public var outcome: RollOutcome
@@ -97,7 +99,7 @@ public struct RollRunner: Sendable {
         reporter.step("pre-pull", .changed, "\(newImage) \(id.prefix(19)) on every node, old engine still serving", elapsed: clock.now - t)
         try interruption.check("roll", state: "nothing was switched: the old engine still serves")
 
-        var result = RollResult(from: oldImage, to: newImage, outcome: .verified, fingerprint_old: oldFingerprint, fingerprint_new: nil,
+        var result = RollResult(group: nil, from: oldImage, to: newImage, outcome: .verified, fingerprint_old: oldFingerprint, fingerprint_new: nil,
                                 serving_gap_s: nil, cause: nil, finished_at: "")
         do {
             let up = try await runner(newDeployment).run(sessions, lock: lock)

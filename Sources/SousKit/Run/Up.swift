@@ -2,6 +2,8 @@ import Foundation
 
 /// The result of a successful `sous up`.
 public struct UpResult: Sendable, Encodable {
+    /// The group, when the deployment has several.
+    public var group: String? = nil
     public var cluster: String
     public var recipe: String
     public var recipe_digest: String
@@ -72,7 +74,7 @@ public struct UpRunner: Sendable {
         let context = try UpContext(runner: self, sessions: sessions)
         var records = try await StepRunner(reporter: reporter, interruptible: interruptible, lock: lock, interruption: interruption).run(Self.steps(deployment), context)
         records.removeAll { $0.step == "journal" }
-        return UpResult(cluster: inv.cluster, recipe: deployment.recipe.name,
+        return UpResult(group: nil, cluster: inv.cluster, recipe: deployment.recipe.name,
                         recipe_digest: String(sha256Hex(context.commands.map { (try? ShellQuote.join($0.dockerArgv)) ?? "" }.joined(separator: "\n")).prefix(16)),
                         image: inv.image, image_id: context.imageID, fingerprint: context.fingerprint, restarted: context.restarted,
                         checks: context.checks, steps: records, finished_at: ISO8601DateFormatter().string(from: Date()))

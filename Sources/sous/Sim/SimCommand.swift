@@ -28,6 +28,7 @@ struct SimCommand: ParsableCommand {
         with the login user's key, so `sous model --fetch` runs real rsync.
 
           sous sim up                   start two nodes, write inventory/sim.yaml
+          sous sim up --nodes 4 --router  two pairs behind vLLM's router (scripts/router-env first)
           sous sim fault spark-2 wedge  switch a fault on (--off to clear it)
           sous sim fault spark-1 reboot power-cycle a node (containers come back as their restart policy says)
           sous sim image push v0.30.0   offer another release in the registry (for a roll)
@@ -75,6 +76,9 @@ struct SimUp: ParsableCommand {
     @Option(help: "The engine the images run: modelled (fast, the default) or vllm (the real vLLM CPU engine of each release scripts/engine-env installed, serving the tiny agent model of scripts/make-tiny-agent; recipe tiny-agent).")
     var engine: SimRegistry.Engine = .modelled
 
+    @Flag(help: "Put vLLM's real router (vllm-router from PyPI, scripts/router-env) in the inventory, on the first node, port 8080: with --nodes 4 and a tp-2 recipe, two groups behind one endpoint.")
+    var router = false
+
     @Option(help: "The huggingface_hub release whose real `hf` the nodes run (installed by scripts/hf-env): \(SimHubServer.generations.joined(separator: ", ")). Default: SOUS_SIM_HF_VERSION, else \(SimHubServer.defaultGeneration).")
     var hfVersion: String?
 
@@ -87,7 +91,7 @@ struct SimUp: ParsableCommand {
         let l = options.layout
         let path = inventory ?? (options.dir == ".sim" ? "inventory/sim.yaml" : "\(l.dir)/sim.yaml")
         for line in try SimCluster.up(l, nodes: nodes, inventory: path, loadSeconds: loadSeconds, 
-                                      shardBytes: shardBytes, downloadRate: downloadRate, engine: engine) { print(line) }
+                                      shardBytes: shardBytes, downloadRate: downloadRate, engine: engine, router: router) { print(line) }
     }
 
 }
