@@ -49,6 +49,10 @@ public struct SimAPI: Sendable {
     public var joinedRanks: Int
     public var apiKey: String?
     public var faults: Set<SimFault>
+    /// Requests being answered, this one included: vLLM's `vllm:num_requests_running` gauge (v1/metrics/loggers.py
+    /// v0.28.0:493-501, set from the scheduler's num_running_reqs at :1109-1110); nothing here waits, so
+    /// `vllm:num_requests_waiting` stays 0.
+    public var running = 0
 
     public init(args: ServeArgs, version: VLLMVersion, versionString: String, joinedRanks: Int, apiKey: String?, faults: Set<SimFault>) {
         self.args = args
@@ -323,7 +327,7 @@ public struct SimAPI: Sendable {
         vllm:cache_config_info{block_size="16",cache_dtype="\(args.kvCacheDtype)",enable_prefix_caching="True",gpu_memory_utilization="\(args.gpuMemoryUtilization)",engine="0",model_name="\(args.servedName)"} 1.0
         # HELP vllm:num_requests_running Number of requests in model execution batches.
         # TYPE vllm:num_requests_running gauge
-        vllm:num_requests_running{engine="0",model_name="\(args.servedName)"} 0.0
+        vllm:num_requests_running{engine="0",model_name="\(args.servedName)"} \(Double(running))
         # HELP vllm:num_requests_waiting Number of requests waiting to be processed.
         # TYPE vllm:num_requests_waiting gauge
         vllm:num_requests_waiting{engine="0",model_name="\(args.servedName)"} 0.0

@@ -115,11 +115,16 @@ public enum SimVLLM {
             self.api = api
             self.sticky = sticky
         }
+        /// Completions being answered (what /metrics reports as running).
+        private var inFlight = 0
         func kill() { lock.lock(); sticky.insert(.engineDead); lock.unlock() }
+        func begin() { lock.lock(); inFlight += 1; lock.unlock() }
+        func end() { lock.lock(); inFlight -= 1; lock.unlock() }
         func current() -> SimAPI {
             lock.lock(); defer { lock.unlock() }
             var a = api
             a.faults = sticky.union(SimPaths.faultsOn().intersection(Self.switchable))
+            a.running = inFlight
             return a
         }
     }
@@ -220,8 +225,11 @@ public enum SimVLLM {
             if n <= 0 { return }
             body.append(buf, count: n)
         }
-        let api = state.current()
         let method = String(request[0]), path = String(request[1])
+        let completion = method == "POST" && path.hasPrefix("/v1/")
+        if completion { state.begin() }
+        defer { if completion { state.end() } }
+        let api = state.current()
         if api.faults.contains(.wedge), path.hasPrefix("/v1/chat") {
             // A wedged collective: the request is accepted and never answered.
             while true { sleep(3600) }
