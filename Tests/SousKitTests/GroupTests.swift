@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SousKit
+import SousTestSupport
 
 /// Several tensor-parallel groups in one inventory: formed from consecutive nodes or named under `groups:`,
 /// each rendering its own rendezvous and API, with file:line errors for a `groups:` that cannot work.
@@ -197,5 +198,74 @@ import Testing
         #expect(audit.err == "error: inventory/four-sparks.yaml forms 2 tensor-parallel groups of 2 nodes; this command runs on one group only so far\nhint: `sous up`, `sous roll`, `sous render`, `sous plan` and `sous export lws` take every group; for the rest use an inventory of 2 nodes (one group)\n")
         let plan = try sous(["plan", "--recipe", "nemotron-3-super-nvfp4", "--inventory", "inventory/four-sparks.yaml"])
         #expect(plan.status == 0 && plan.out.contains("  group pair-cd: spark-c (head), spark-d · API http://spark-c.local:8000"), "\(plan.err)")
+    }
+}
+
+/// The router in front of several groups: `router:` as written and refused, its rendered container, its control
+/// routes, and the drain that reads vLLM's gauges.
+@Suite struct RouterTests {
+    static let router = "router:\n  node: a\n  image: registry.example/vllm-router:0.1.17\n"
+
+    func deployment(_ inventory: String) throws(ConfigErrors) -> Deployment {
+        try GroupTests().deployment(inventory)
+    }
+
+    @Test func theRouterFrontsEveryGroupsHead() throws {
+        let d = try deployment(GroupTests.fourNodes + Self.router)
+        let r = try #require(d.router)
+        #expect(r.baseURL == "http://10.0.0.1:8080")
+        #expect(r.workerURLs == ["http://10.0.0.1:8000", "http://10.0.0.3:8000"])
+        #expect(try ShellQuote.join(r.dockerArgv) == "docker run -d --name sous-router --network host --restart unless-stopped registry.example/vllm-router:0.1.17 "
+            + "--worker-urls http://10.0.0.1:8000 http://10.0.0.3:8000 --host 0.0.0.0 --port 8080 --policy cache_aware --health-check-interval-secs 5 --worker-startup-check-interval 1")
+        // No key on its command line: the heads check the one each client sends.
+        #expect(!r.dockerArgv.joined().contains("api-key"))
+        #expect(UpPlan.steps(d).first { $0.id == "router" }?.nodes == ["a"], "\(UpPlan.steps(d).map(\.id))")
+        // One group is one deployment of its own, rendered as the whole renders it.
+        let whole = try Renderer(d).nodes(), second = try Renderer(d.group(d.groups[1])).nodes()
+        #expect(second.map(\.serveArgv) == Array(whole[2...]).map(\.serveArgv))
+        #expect(d.group(d.groups[1]).inventory.baseURL == "http://10.0.0.3:8000")
+    }
+
+    @Test func aRouterThatCannotWorkIsRefusedWithItsLine() {
+        let bad: [(String, String)] = [
+            ("router:\n  node: z\n  image: r/vllm-router:0.1.17\n", "error: router.node: no node named `z` in `nodes:`"),
+            ("router:\n  node: a\n  image: r/vllm-router\n", "error: router.image: `r/vllm-router` is not pinned"),
+            ("router:\n  node: a\n  port: 8000\n  image: r/vllm-router:0.1.17\n", "error: router.port: 8000 is the port a group's head serves its API on, on a"),
+            ("router:\n  node: a\n  image: r/vllm-router:0.1.17\n  policy: fastest\n", "error: router.policy: `fastest` is not a vllm-router policy"),
+            ("router:\n  node: a\n  image: r/vllm-router:0.1.17\n  api_key: x\n", "api_key"),
+        ]
+        for (text, expected) in bad {
+            let issues = GroupTests().issues(GroupTests.fourNodes + text)
+            #expect(issues.contains { $0.severity == .error && $0.description.contains(expected) }, "\(text): \(issues.map(\.description))")
+        }
+    }
+
+    @Test func severalGroupsWithoutARouterAreRefusedBeforeAnyNode() throws {
+        let d = try deployment(GroupTests.fourNodes)
+        let transport = ScriptedTransport(d.inventory.nodes)
+        let up = UpRunner(deployment: d, transport: transport, probe: ScriptedProbe { _, _, _, _ in nil }, key: nil, reporter: RecordingReporter())
+        #expect(throws: UsageError.self) { try GroupsRunner(up).router() }
+        #expect(transport["a"].calls.isEmpty)
+    }
+
+    @Test func theControlRoutesCarryTheWorkerEscaped() {
+        let c = RouterControl(probe: ScriptedProbe { _, _, _, _ in nil }, baseURL: "http://10.0.0.1:8080")
+        #expect(c.url("/add_worker", worker: "http://10.0.0.3:8000") == "http://10.0.0.1:8080/add_worker?url=http%3A%2F%2F10.0.0.3%3A8000")
+        #expect(c.url("/remove_worker", worker: "http://[fe80::1%25eth0]:8000&x=1") == "http://10.0.0.1:8080/remove_worker?url=http%3A%2F%2F%5Bfe80%3A%3A1%2525eth0%5D%3A8000%26x%3D1")
+    }
+
+    /// vLLM's /metrics page (v1/metrics/loggers.py): running and waiting, per engine; other series with the same prefix are not them.
+    @Test func theDrainReadsRunningAndWaiting() {
+        let page = """
+        # TYPE vllm:num_requests_running gauge
+        vllm:num_requests_running{engine="0",model_name="m"} 2.0
+        vllm:num_requests_running{engine="1",model_name="m"} 1.0
+        vllm:num_requests_waiting{engine="0",model_name="m"} 3.0
+        vllm:num_requests_waiting_by_reason{engine="0",reason="capacity"} 7.0
+        """
+        #expect(GroupsRunner.requestsInFlight(page) == 6)
+        #expect(GroupsRunner.requestsInFlight("vllm:num_requests_running{engine=\"0\"} 0.0\n") == 0)
+        #expect(GroupsRunner.requestsInFlight("vllm:num_requests_running{} NaN\nvllm:num_requests_waiting{} -1\n") == nil)
+        #expect(GroupsRunner.requestsInFlight("<html>not metrics</html>") == nil)
     }
 }

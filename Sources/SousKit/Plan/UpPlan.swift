@@ -27,6 +27,10 @@ public enum UpPlan {
     /// The steps, with what a local copy of the checkpoint already says about the model and fit steps.
     public static func steps(_ d: Deployment, checkpoint: CheckpointStatus?) -> [PlanStep] {
         var steps = UpRunner.steps(d).map(\.plan)
+        // Several groups: each runs the steps above, then the router comes up in front of them (GroupsRunner).
+        if d.isMultiGroup, let router = describe(d).first(where: { $0.id == "router" }) {
+            steps.insert(router, at: steps.firstIndex { $0.id == "journal" } ?? steps.endIndex)
+        }
         guard let c = checkpoint else { return steps }
         for i in steps.indices {
             if steps[i].id == "model" {

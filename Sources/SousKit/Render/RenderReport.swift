@@ -93,11 +93,15 @@ public enum RenderReport {
         return out + (try routerBlock(d))
     }
 
-    /// The router's container, after every group (it starts once a group answers /health).
+    /// The router's container, after every group (it starts once a group answers /health): the command up to its
+    /// image, then the worker list on one line, then a flag and its value a line.
     static func routerBlock(_ d: Deployment) throws(ShellQuote.Unrepresentable) -> String {
         guard d.isMultiGroup, let r = d.router else { return "" }
-        return "\n# ══ router on \(r.node.name) · \(r.baseURL) · vllm-router, every group's API a worker (no key: each head checks it)\n".escapingControls
-            + (try pretty(r.dockerArgv, firstLine: 10)) + "\n"
+        let argv = r.dockerArgv, image = argv.count - r.routerArgv.count, workers = 1 + r.workerURLs.count
+        var lines = [try ShellQuote.join(Array(argv[..<image])), try ShellQuote.join(Array(argv[image..<image + workers]))]
+        for i in stride(from: image + workers, to: argv.count, by: 2) { lines.append(try ShellQuote.join(Array(argv[i..<min(i + 2, argv.count)]))) }
+        return "\n" + "# ══ router on \(r.node.name) · \(r.baseURL) · vllm-router, every group's API a worker (no key: each head checks it)".escapingControls + "\n"
+            + lines.joined(separator: " \\\n  ") + "\n"
     }
 
     public static func config(_ d: Deployment, nodes: [NodeCommand], yaml: String) throws(ShellQuote.Unrepresentable) -> String {

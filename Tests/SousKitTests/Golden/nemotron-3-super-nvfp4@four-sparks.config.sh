@@ -241,3 +241,12 @@ docker run -d --name sous-vllm \
   --master-addr 192.168.101.10 \
   --master-port 29501 \
   --headless
+
+# ══ router on spark-a · http://spark-a.local:8080 · vllm-router, every group's API a worker (no key: each head checks it)
+docker run -d --name sous-router --network host --restart unless-stopped registry.example/vllm-router:0.1.17 \
+  --worker-urls http://spark-a.local:8000 http://spark-c.local:8000 \
+  --host 0.0.0.0 \
+  --port 8080 \
+  --policy cache_aware \
+  --health-check-interval-secs 5 \
+  --worker-startup-check-interval 1
