@@ -13,6 +13,10 @@ struct RollCommand: AsyncParsableCommand {
         real completion, the four agent checks). On any failure it starts the previous image again (it is still on \
         the nodes) and gates that too. Prints the fingerprint diff, the serving gap and the outcome; both the attempt \
         and any rollback go to the journal (`sous history`). Exit 0 verified, 1 rolled back or failed.
+
+        Several groups behind the router roll one at a time: the group leaves the router, its requests in flight \
+        finish, it rolls and is gated as above, and it goes back in; the others serve meanwhile. The first group \
+        that does not verify is rolled back and put back, and the roll stops: the groups after it keep their image.
         """
     )
 

@@ -82,6 +82,10 @@ struct UpCommand: AsyncParsableCommand {
         it reaches the head only inside a 0600 env file. The result is appended to /var/lib/sous/journal.jsonl on \
         the head and to ~/.local/state/sous/journal.jsonl.
 
+        An inventory of several tensor-parallel groups (more nodes than the recipe's tensor_parallel_size needs) \
+        brings up each group this way, then vLLM's router in front of them (the inventory's `router:`), and runs the \
+        checks again through the router.
+
         Try it on the simulated pair:  sous sim up && VLLM_API_KEY=dev sous up --recipe nemotron-3-super-nvfp4 --inventory inventory/sim.yaml
         """
     )
