@@ -141,7 +141,8 @@ struct UpCommand: AsyncParsableCommand {
         if json {
             print(encodeJSON(result), terminator: "")
         } else {
-            print("\(d.inventory.cluster): \(d.recipe.servedModelName) verified — \(result.fingerprint ?? "no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log)"), \(AgentChecks.summary(result.checks))" + (result.restarted ? "" : ", nothing restarted"))
+            let timing = (result.ready_s.map { ", ready \(Human.duration($0)) after the start" } ?? "") + (result.first_token_s.map { String(format: ", first token %.2f s", $0) } ?? "")
+            print("\(d.inventory.cluster): \(d.recipe.servedModelName) verified — \(result.fingerprint ?? "no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log)"), \(AgentChecks.summary(result.checks))" + (result.restarted ? "" : ", nothing restarted") + timing)
         }
     }
 }

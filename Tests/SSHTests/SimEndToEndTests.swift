@@ -46,6 +46,10 @@ import SousTestSupport
         let checks = result["checks"] as! [[String: Any]]
         #expect(checks.count == 10 && checks.allSatisfy { $0["passed"] as? Bool == true }, "\(checks)")
         #expect(result["restarted"] as? Bool == true)
+        // How long the start took, and the first completion's first token; the journal keeps both.
+        #expect((result["ready_s"] as? Double).map { $0 > 0 } == true && (result["first_token_s"] as? Double).map { $0 > 0 } == true, "\(result)")
+        #expect(try exec("spark-1", "tail -n 1 /var/lib/sous/journal.jsonl").contains("\"first_token_s\":"))
+        #expect(try exec("spark-2", "grep VLLM_ENGINE_READY_TIMEOUT_S /var/lib/sous/vllm.env") == "spark-2: VLLM_ENGINE_READY_TIMEOUT_S=1860\n")
         // While the engine loads: how long, and the head's latest log line (progress goes to stderr with --json).
         #expect(first.err.contains("        waiting 1s of 30m00s for /health; spark-1: INFO "), "\(first.err)")
         let idBefore = try exec("spark-1", "docker inspect --format '{{.Id}}' sous-vllm")

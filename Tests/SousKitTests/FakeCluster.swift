@@ -26,6 +26,7 @@ final class FakeCluster: @unchecked Sendable {
     init(image: String? = nil) throws {
         var d = try Deployment.load(recipe: repoPath("recipes/nemotron-3-super-nvfp4.yaml"), inventory: repoPath("inventory/two-sparks.yaml"))
         if let image { d = try Deployment.make(recipe: d.recipe, inventory: d.inventory, image: image) }
+        d.engineReadyBudget = .seconds(5)   // the runners' engineTimeout below
         deployment = d
         transport = ScriptedTransport(d.inventory.nodes)
         for node in d.inventory.nodes { script(node) }
@@ -63,7 +64,9 @@ final class FakeCluster: @unchecked Sendable {
         n.on(EnvFileOps.makeStateDir(owner: node.user)) { _ in .ok() }
         n.on(EnvFileOps.state()) { _ in
             guard let f = n.files[NodePaths.envFile] else { return .ok() }
-            return .ok(sha256Hex(String(decoding: f, as: UTF8.self)) + "\n600\n")
+            let text = String(decoding: f, as: UTF8.self)
+            let rest = text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix(EngineReady.variable + "=") }.joined(separator: "\n")
+            return .ok(sha256Hex(text) + "\n600\n" + sha256Hex(rest) + "\n")
         }
         n.on(DockerOps.remove()) { [unowned self] _ in with { ranks[name] = nil }; return .ok() }
         n.on(DockerOps.current()) { [unowned self] _ in

@@ -64,7 +64,13 @@ import Testing
         let early = HardenOps.parseEarlyoom(.ok("installed\n\(sha256Hex(Harden.earlyoomDefaults))\nenabled\ninactive\n"))
         #expect(!early.ok && early.missing == ["not active"])
         #expect(HardenOps.parseSSHDState(.ok("[Service]\n---\n-17\n")) == ("[Service]\n", "-17"))
-        #expect(EnvFileOps.matches(.ok(sha256Hex("A=1\n") + "\n600\n"), text: "A=1\n") && !EnvFileOps.matches(.ok(sha256Hex("A=1\n") + "\n644\n"), text: "A=1\n"))
+        let rest = sha256Hex("A=1\n")
+        #expect(EnvFileOps.matches(.ok(sha256Hex("A=1\n") + "\n600\n" + rest + "\n"), text: "A=1\n") && !EnvFileOps.matches(.ok(sha256Hex("A=1\n") + "\n644\n" + rest + "\n"), text: "A=1\n"))
+        // Only the engine-ready timeout differs: written for the next start, no restart for it.
+        let old = "A=1\nVLLM_ENGINE_READY_TIMEOUT_S=1860\n", new = "A=1\nVLLM_ENGINE_READY_TIMEOUT_S=3660\n"
+        let state = CommandResult.ok(sha256Hex(old) + "\n600\n" + rest + "\n")
+        #expect(!EnvFileOps.matches(state, text: new) && EnvFileOps.matchesButReadyTimeout(state, text: new))
+        #expect(!EnvFileOps.matchesButReadyTimeout(state, text: "A=2\nVLLM_ENGINE_READY_TIMEOUT_S=1860\n"))
     }
 
     /// check-link's script with an address that is shell: it is a word, never run.

@@ -148,7 +148,7 @@ import Testing
     /// The text uploaded over SFTP comes from the same writer: a key holding a line break is refused.
     @Test func theUploadedEnvFileIsCheckedToo() throws {
         let nodes = try Renderer(try deployment()).nodes()
-        #expect(try nodes[0].envFile(secret: Secret("s3cret")).hasSuffix("\nHF_HUB_OFFLINE=1\nVLLM_FLOAT32_MATMUL_PRECISION=high\nVLLM_API_KEY=s3cret\n"), "the recipe's env (the Spark numerics variable) comes before the key")
+        #expect(try nodes[0].envFile(secret: Secret("s3cret")).hasSuffix("\nHF_HUB_OFFLINE=1\nVLLM_FLOAT32_MATMUL_PRECISION=high\nVLLM_ENGINE_READY_TIMEOUT_S=1860\nVLLM_API_KEY=s3cret\n"), "the recipe's env (the Spark numerics variable) and the engine-ready timeout (up's default 30 min and a minute) come before the key")
         #expect(throws: ShellQuote.Unrepresentable.self) { try nodes[0].envFile(secret: Secret("s3cret\nLD_PRELOAD=/tmp/x.so")) }
         #expect(!(try nodes[1].envFile(secret: Secret("s3cret\nx"))).contains("s3cret"), "workers never get the key")
     }

@@ -39,6 +39,22 @@ import Testing
         #expect(c.transport["spark-a"].uploads.allSatisfy { $0.mode == 0o600 })
     }
 
+    /// The engine-ready timeout follows --timeout; another --timeout rewrites the env file for the next start and
+    /// restarts nothing (it bounds only a start, and this engine has started).
+    @Test func anotherTimeoutRewritesTheReadyTimeoutWithoutARestart() async throws {
+        let c = try FakeCluster()
+        try c.converge()
+        var runner = c.up()
+        runner.engineTimeout = .seconds(3600)
+        let result = try await runner.run()
+        #expect(!result.restarted && result.ready_s == nil && result.first_token_s == nil)
+        #expect(result.steps.first { $0.step == "env" }?.status == .changed)
+        #expect(result.steps.first { $0.step == "env" }?.detail == "/var/lib/sous/vllm.env (only VLLM_ENGINE_READY_TIMEOUT_S: no restart for it)")
+        let env = String(decoding: c.transport["spark-b"].files[NodePaths.envFile]!, as: UTF8.self)
+        #expect(env.contains("\nVLLM_ENGINE_READY_TIMEOUT_S=3660\n"), "an hour and a minute: \(env)")
+        #expect(c.calls("spark-a", "docker", "run").isEmpty && c.calls("spark-b", "docker", "rm").isEmpty)
+    }
+
     @Test func aSecondUpAfterAFreshOneChangesNothing() async throws {
         let c = try FakeCluster()
         _ = try await c.up().run()

@@ -57,8 +57,10 @@ public enum AgentChecks {
     ] }
 
     /// A one-token completion: the cheapest real request, for liveness and the fingerprint.
-    public static func pingRequest(model: String) -> Data {
-        try! JSONSerialization.data(withJSONObject: ["model": model, "max_tokens": 1, "messages": [["role": "user", "content": "ping"]]])
+    public static func pingRequest(model: String, stream: Bool = false) -> Data {
+        var body: [String: Any] = ["model": model, "max_tokens": 1, "messages": [["role": "user", "content": "ping"]]]
+        if stream { body["stream"] = true }
+        return try! JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
     }
 
     /// The request of checks 2 and 3 (the seed's 4b/4c), sampling from the recipe when given.

@@ -19,6 +19,9 @@ public struct Deployment: Sendable {
     /// The engine settings after the inventory's hardware profile overrides.
     public var engine: EngineSettings
     public var warnings: [ConfigIssue]
+    /// How long `up` waits for the engine (its `--timeout`): the engine is told to wait as long and a minute more
+    /// (`VLLM_ENGINE_READY_TIMEOUT_S`), so it never gives up on a slow load while sous still waits.
+    public var engineReadyBudget: Duration = .seconds(1800)
     /// The tensor-parallel groups, in order: one of all nodes when the recipe's size spans them (the head first,
     /// then the workers in file order, as `Inventory.ranked`); else the inventory's `groups:`, or consecutive runs
     /// of that order, each as many nodes as one copy of the model needs.

@@ -21,15 +21,24 @@ public enum PreflightOps {
 
 /// The engine's 0600 env file.
 public enum EnvFileOps {
-    /// Prints the file's sha256 and its mode (nothing when it is missing).
+    /// Prints the file's sha256, its mode, and the sha256 of its lines but the engine-ready timeout's (nothing
+    /// when it is missing).
     public static func state() -> RemoteCommand {
-        .shell("sha256sum \"$1\" 2>/dev/null | cut -d' ' -f1; stat -c %a \"$1\" 2>/dev/null || true", args: [NodePaths.envFile], timeout: .seconds(30))
+        .shell("[ -f \"$1\" ] || exit 0; sha256sum \"$1\" | cut -d' ' -f1; stat -c %a \"$1\"; grep -v \"^$2=\" \"$1\" | sha256sum | cut -d' ' -f1",
+               args: [NodePaths.envFile, EngineReady.variable], timeout: .seconds(30))
     }
 
     /// Whether `state()` shows exactly `text` with mode 0600.
     public static func matches(_ r: CommandResult, text: String) -> Bool {
         let lines = r.stdoutText.split(separator: "\n")
-        return lines.count == 2 && lines[0] == sha256Hex(text) && lines[1] == "600"
+        return lines.count == 3 && lines[0] == sha256Hex(text) && lines[1] == "600"
+    }
+
+    /// Whether `state()` shows `text` but for the engine-ready timeout (a start's bound, moot once it runs).
+    public static func matchesButReadyTimeout(_ r: CommandResult, text: String) -> Bool {
+        let lines = r.stdoutText.split(separator: "\n")
+        let rest = text.split(separator: "\n", omittingEmptySubsequences: false).filter { !EngineReady.isLine($0) }.joined(separator: "\n")
+        return lines.count == 3 && lines[2] == sha256Hex(rest)
     }
 
     /// /var/lib/sous, owned by the login user (the env file and the journal live there).

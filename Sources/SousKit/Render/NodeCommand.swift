@@ -72,6 +72,16 @@ public struct NodeCommand: Sendable {
     }
 }
 
+/// vLLM's engine-ready timeout (vllm/envs.py): how long the API server waits for the engine core to start; the
+/// default (600 s) is shorter than a large model's load on a Spark, and the engine gives up while `up` still waits.
+public enum EngineReady {
+    public static let variable = "VLLM_ENGINE_READY_TIMEOUT_S"
+    /// The wait budget and a minute more.
+    public static func value(_ budget: Duration) -> String { String(Int(budget.seconds.rounded(.up)) + 60) }
+    /// A line of the env file that only bounds a start: a change to it alone never restarts a running engine.
+    static func isLine(_ line: Substring) -> Bool { line.hasPrefix(variable + "=") }
+}
+
 /// How the serve flags reach vLLM.
 public enum ServeForm: Sendable {
     /// Every flag on the command line.
@@ -194,6 +204,9 @@ public struct Renderer: Sendable {
             e.append(("VLLM_DISTRIBUTED_EXECUTOR_CONFIG", .plain(#"{"placement_group_options":{"strategy":"SPREAD"}}"#)))
         }
         for (name, value) in engine.env { e.append((name, .plain(value))) }
+        if !engine.env.contains(where: { $0.name == EngineReady.variable }) {
+            e.append((EngineReady.variable, .plain(EngineReady.value(deployment.engineReadyBudget))))
+        }
         if rank == 0, let keyEnv = inventory.apiKeyEnv { e.append(("VLLM_API_KEY", .secret(fromLocalEnv: keyEnv))) }
         return e
     }

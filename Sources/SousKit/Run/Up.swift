@@ -11,6 +11,10 @@ public struct UpResult: Sendable, Encodable {
     public var image_id: String
     public var fingerprint: String?
     public var restarted: Bool
+    /// Seconds from starting the first rank to /health 200 (only when `up` started the engine).
+    public var ready_s: Double?
+    /// Seconds to the first chunk of the first completion after /health 200 (a streamed one-token request).
+    public var first_token_s: Double?
     public var checks: [CheckResult]
     public var steps: [StepRecord]
     public var finished_at: String
@@ -77,6 +81,7 @@ public struct UpRunner: Sendable {
         return UpResult(group: nil, cluster: inv.cluster, recipe: deployment.recipe.name,
                         recipe_digest: String(sha256Hex(context.commands.map { (try? ShellQuote.join($0.dockerArgv)) ?? "" }.joined(separator: "\n")).prefix(16)),
                         image: inv.image, image_id: context.imageID, fingerprint: context.fingerprint, restarted: context.restarted,
+                        ready_s: context.readySeconds, first_token_s: context.firstTokenSeconds,
                         checks: context.checks, steps: records, finished_at: ISO8601DateFormatter().string(from: Date()))
     }
 }
@@ -93,13 +98,19 @@ final class UpContext: @unchecked Sendable {
     /// nil until the first start step decided whether the ranks must restart.
     var mustStart: Bool?
     var restarted = false
+    /// When the first rank was started, and what the wait then measured.
+    var startedAt: ContinuousClock.Instant?
+    var readySeconds: Double?
+    var firstTokenSeconds: Double?
     var fingerprint: String?
     var checks: [CheckResult] = []
 
     init(runner: UpRunner, sessions: [String: NodeSession]) throws {
         self.runner = runner
         self.sessions = sessions
-        commands = try Renderer(runner.deployment).nodes()
+        var d = runner.deployment
+        d.engineReadyBudget = runner.engineTimeout
+        commands = try Renderer(d).nodes()
         byName = Dictionary(uniqueKeysWithValues: commands.map { ($0.node.name, $0) })
     }
 
@@ -227,16 +238,21 @@ extension UpRunner {
     /// Env files: 0600, the key on the head only; uploaded only when the content differs.
     static func env(_ c: UpContext) async throws -> (StepStatus, String) {
         let byName = c.byName, key = c.runner.key
-        let changed = try await c.everyNode("env") { node, s -> Bool in
+        // Per node: (written, the engine must restart for it).
+        let changed = try await c.everyNode("env") { node, s -> (Bool, Bool) in
             let text = try byName[node.name]!.envFile(secret: key)
-            if EnvFileOps.matches(try await s.run(EnvFileOps.state()), text: text) { return false }
+            let state = try await s.run(EnvFileOps.state())
+            if EnvFileOps.matches(state, text: text) { return (false, false) }
+            // Another --timeout changes only the engine-ready timeout: written for the next start, no restart now.
+            let restart = !EnvFileOps.matchesButReadyTimeout(state, text: text)
             let dir = try await s.run(EnvFileOps.makeStateDir(owner: node.user))
             if !dir.ok { throw StepFailure(step: "env", node: node.name, cause: dir.tail(), hint: nil, exitCode: .checkFailed) }
             try await s.upload(Data(text.utf8), to: NodePaths.envFile, mode: 0o600, sudo: false)
-            return true
+            return (true, restart)
         }
-        c.envChanged = changed.values.contains(true)
-        return (c.envChanged ? .changed : .ok, NodePaths.envFile)
+        c.envChanged = changed.values.contains { $0.1 }
+        let written = changed.values.contains { $0.0 }
+        return (written ? .changed : .ok, NodePaths.envFile + (written && !c.envChanged ? " (only \(EngineReady.variable): no restart for it)" : ""))
     }
 
     /// Decides once whether any rank must restart: every rank must run exactly the rendered command from the
@@ -256,6 +272,7 @@ extension UpRunner {
     }
 
     static func start(_ c: UpContext, _ node: NodeSpec) async throws {
+        if c.startedAt == nil { c.startedAt = ContinuousClock.now }
         let r = try await c.run(node, DockerOps.run(c.byName[node.name]!), step: node.name == c.inv.head.name ? "start.head" : "start.workers")
         if !r.ok {
             throw StepFailure(step: node.name == c.inv.head.name ? "start.head" : "start.workers", node: node.name, cause: r.tail(3),
@@ -294,7 +311,10 @@ extension UpRunner {
                                       hint: "read the log above; `sous render --recipe \(c.d.recipe.name) --inventory \(inv.file) --node \(node.name)` shows what it ran", exitCode: .checkFailed)
                 }
             }
-            if let h = try? await r.probe.get(inv.baseURL + "/health", bearer: nil, timeout: .seconds(5)), h.status == 200 { break }
+            if let h = try? await r.probe.get(inv.baseURL + "/health", bearer: nil, timeout: .seconds(5)), h.status == 200 {
+                c.readySeconds = c.startedAt.map { ((clock.now - $0).seconds * 100).rounded() / 100 }
+                break
+            }
             // What a person would watch with `docker logs -f`: the head's latest line, every 2 s.
             if lastLog.map({ clock.now - $0 >= .seconds(2) }) ?? true {
                 lastLog = clock.now
@@ -308,7 +328,12 @@ extension UpRunner {
             }
             try await Task.sleep(for: r.pollInterval)
         }
-        return (.ok, "containers running, /health 200")
+        // The first real completion after a start: what the first agent waits for its first token.
+        let first = !c.restarted ? nil : try? await r.probe.post(inv.baseURL + "/v1/chat/completions", json: AgentChecks.pingRequest(model: c.d.recipe.servedModelName, stream: true),
+                                            bearer: r.key, timeout: r.checkTimeout)
+        c.firstTokenSeconds = first.flatMap { $0.status == 200 ? $0.firstByte : nil }.map { ($0.seconds * 1000).rounded() / 1000 }
+        return (.ok, "containers running, /health 200" + (c.readySeconds.map { ", ready \(Human.duration($0)) after the start" } ?? "")
+                     + (c.firstTokenSeconds.map { String(format: ", first token %.2f s", $0) } ?? ""))
     }
 
     /// Verifies like an agent: model list (and 401 without the key), fingerprint, the four checks.

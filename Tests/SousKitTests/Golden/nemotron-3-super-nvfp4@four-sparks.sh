@@ -14,7 +14,8 @@ printf '%s\n' \
   NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
   HF_HUB_OFFLINE=1 \
-  VLLM_FLOAT32_MATMUL_PRECISION=high >> /var/lib/sous/vllm.env
+  VLLM_FLOAT32_MATMUL_PRECISION=high \
+  VLLM_ENGINE_READY_TIMEOUT_S=1860 >> /var/lib/sous/vllm.env
 printf '%s\n' "VLLM_API_KEY=${VLLM_API_KEY:?export VLLM_API_KEY first}" >> /var/lib/sous/vllm.env   # [REDACTED]: export VLLM_API_KEY first
 docker run -d --name sous-vllm \
   --gpus all \
@@ -65,7 +66,8 @@ printf '%s\n' \
   NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
   HF_HUB_OFFLINE=1 \
-  VLLM_FLOAT32_MATMUL_PRECISION=high >> /var/lib/sous/vllm.env
+  VLLM_FLOAT32_MATMUL_PRECISION=high \
+  VLLM_ENGINE_READY_TIMEOUT_S=1860 >> /var/lib/sous/vllm.env
 docker run -d --name sous-vllm \
   --gpus all \
   --network host \
@@ -116,7 +118,8 @@ printf '%s\n' \
   NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
   HF_HUB_OFFLINE=1 \
-  VLLM_FLOAT32_MATMUL_PRECISION=high >> /var/lib/sous/vllm.env
+  VLLM_FLOAT32_MATMUL_PRECISION=high \
+  VLLM_ENGINE_READY_TIMEOUT_S=1860 >> /var/lib/sous/vllm.env
 printf '%s\n' "VLLM_API_KEY=${VLLM_API_KEY:?export VLLM_API_KEY first}" >> /var/lib/sous/vllm.env   # [REDACTED]: export VLLM_API_KEY first
 docker run -d --name sous-vllm \
   --gpus all \
@@ -167,7 +170,8 @@ printf '%s\n' \
   NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
   HF_HUB_OFFLINE=1 \
-  VLLM_FLOAT32_MATMUL_PRECISION=high >> /var/lib/sous/vllm.env
+  VLLM_FLOAT32_MATMUL_PRECISION=high \
+  VLLM_ENGINE_READY_TIMEOUT_S=1860 >> /var/lib/sous/vllm.env
 docker run -d --name sous-vllm \
   --gpus all \
   --network host \

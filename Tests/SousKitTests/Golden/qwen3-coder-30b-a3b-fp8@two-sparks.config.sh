@@ -36,7 +36,8 @@ printf '%s\n' \
   UCX_NET_DEVICES=enp1s0f1np1 \
   NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
-  HF_HUB_OFFLINE=1 >> /var/lib/sous/vllm.env
+  HF_HUB_OFFLINE=1 \
+  VLLM_ENGINE_READY_TIMEOUT_S=1860 >> /var/lib/sous/vllm.env
 printf '%s\n' "VLLM_API_KEY=${VLLM_API_KEY:?export VLLM_API_KEY first}" >> /var/lib/sous/vllm.env   # [REDACTED]: export VLLM_API_KEY first
 docker run -d --name sous-vllm \
   --gpus all \
@@ -85,7 +86,8 @@ printf '%s\n' \
   UCX_NET_DEVICES=enp1s0f1np1 \
   NCCL_IB_HCA=rocep1s0f1,roceP2p1s0f1 \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
-  HF_HUB_OFFLINE=1 >> /var/lib/sous/vllm.env
+  HF_HUB_OFFLINE=1 \
+  VLLM_ENGINE_READY_TIMEOUT_S=1860 >> /var/lib/sous/vllm.env
 docker run -d --name sous-vllm \
   --gpus all \
   --network host \
