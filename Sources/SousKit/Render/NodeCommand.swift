@@ -72,8 +72,9 @@ public struct NodeCommand: Sendable {
     }
 }
 
-/// vLLM's engine-ready timeout (vllm/envs.py): how long the API server waits for the engine core to start; the
-/// default (600 s) is shorter than a large model's load on a Spark, and the engine gives up while `up` still waits.
+/// vLLM's engine-ready timeout (vllm/envs.py v0.28.0:800-802, default 600): how long the API server's engine client
+/// waits for the engine core to report ready (v1/engine/core_client.py:659-665), shorter than a large model's load
+/// on a Spark, so the engine gives up while `up` still waits.
 public enum EngineReady {
     public static let variable = "VLLM_ENGINE_READY_TIMEOUT_S"
     /// The wait budget and a minute more.
