@@ -31,6 +31,9 @@ struct OpenCodeCommand: AsyncParsableCommand {
     @Option(help: "Base URL clients use (default: http://HEAD:PORT/v1), e.g. your reverse proxy.")
     var baseURL: String?
 
+    @Flag(help: "Print JSON: the provider id, the default model, the file written (if any) and the provider block.")
+    var json = false
+
     func run() async throws {
         let d = try deployment.load()
         let inv = d.inventory
@@ -57,10 +60,14 @@ struct OpenCodeCommand: AsyncParsableCommand {
             existing = obj
         }
         let text = OpenCodeConfig.json(OpenCodeConfig.merge(existing: existing, providerID: id, provider: block, model: served.id))
-        guard let write else { print(text, terminator: ""); return }
+        func report(_ written: String?) -> String {
+            OpenCodeConfig.json(["provider": id, "model": "\(id)/\(served.id)", "written": written ?? NSNull(), "provider_block": block])
+        }
+        guard let write else { print(json ? report(nil) : text, terminator: ""); return }
         let tmp = write + ".sous-tmp"
         try text.write(toFile: tmp, atomically: false, encoding: .utf8)
         _ = rename(tmp, write)
+        if json { print(report(write), terminator: ""); return }
         print("wrote provider `\(id)` and model `\(id)/\(served.id)` to \(write); the key comes from $\(inv.apiKeyEnv ?? "VLLM_API_KEY") when OpenCode starts")
     }
 }

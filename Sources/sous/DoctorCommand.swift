@@ -22,6 +22,9 @@ struct DoctorCommand: AsyncParsableCommand {
     @Option(help: "Seconds each request may take.")
     var timeout = DurationArg("60s")
 
+    @Flag(help: "Print JSON: the checks (direct, and through --base-url), and each gotcha found with its symptom, cause and fix.")
+    var json = false
+
     func run() async throws {
         let d = try deployment.load()
         let inv = d.inventory
@@ -35,10 +38,17 @@ struct DoctorCommand: AsyncParsableCommand {
         let proxied = baseURL == nil ? nil : await validate(baseURL!)
         let audit = (try? await AuditRunner(deployment: d, transport: ssh.transport(for: inv)).run())?.flatMap(\.findings) ?? []
         let found = Doctor.diagnose(direct: direct, viaProxy: proxied, audit: audit, servedName: d.recipe.servedModelName)
-        for r in direct { print("\(r.passed ? "PASS" : "FAIL")  \(r.name): \(r.detail)") }
-        if found.isEmpty { print("no gotcha found") }
-        for g in found {
-            print("\n\(g == .slashInModelID ? "note" : "FOUND"): \(g.symptom)\n  cause: \(g.cause)\n  fix:   \(g.fix)")
+        if json {
+            struct Found: Encodable { var gotcha: Gotcha; var note: Bool; var symptom, cause, fix: String }
+            struct Report: Encodable { var checks: [CheckResult]; var via_proxy: [CheckResult]?; var found: [Found] }
+            print(encodeJSON(Report(checks: direct, via_proxy: proxied,
+                                    found: found.map { Found(gotcha: $0, note: $0 == .slashInModelID, symptom: $0.symptom, cause: $0.cause, fix: $0.fix) })), terminator: "")
+        } else {
+            for r in direct { print("\(r.passed ? "PASS" : "FAIL")  \(r.name): \(r.detail)") }
+            if found.isEmpty { print("no gotcha found") }
+            for g in found {
+                print("\n\(g == .slashInModelID ? "note" : "FOUND"): \(g.symptom)\n  cause: \(g.cause)\n  fix:   \(g.fix)")
+            }
         }
         if found.contains(where: { $0 != .slashInModelID }) { throw ExitCode(ExitStatus.checkFailed.rawValue) }
     }

@@ -38,6 +38,9 @@ struct InitCommand: AsyncParsableCommand {
     @Flag(help: "Overwrite an existing --write file.")
     var force = false
 
+    @Flag(help: "Print JSON: what each node has, the interface chosen, the inventory's text and where it was written.")
+    var json = false
+
     @OptionGroup var ssh: SSHOptions
 
     func run() async throws {
@@ -80,7 +83,13 @@ struct InitCommand: AsyncParsableCommand {
         let headIndex = head.flatMap { h in facts.firstIndex { $0.hostname == h } } ?? 0
         let text = InitPlanner.inventory(facts, choice: choice, head: headIndex, cluster: cluster, image: image,
                                          identityFile: identityFile, knownHosts: ssh.knownHosts)
-        guard let write else { print(text, terminator: ""); return }
+        struct Node: Encodable { var hostname, user, host: String; var docker, sudo: Bool }
+        struct Report: Encodable { var nodes: [Node]; var interface: String; var addresses: [String]; var inventory: String; var written: String? }
+        func report(_ written: String?) -> String {
+            encodeJSON(Report(nodes: facts.map { Node(hostname: $0.hostname, user: $0.user, host: $0.host, docker: $0.docker, sudo: $0.sudo) },
+                              interface: choice.interface, addresses: choice.addresses, inventory: text, written: written))
+        }
+        guard let write else { print(json ? report(nil) : text, terminator: ""); return }
         if FileManager.default.fileExists(atPath: write) && !force {
             let tmp = NSTemporaryDirectory() + "sous-init-\(UUID().uuidString).yaml"
             try text.write(toFile: tmp, atomically: true, encoding: .utf8)
@@ -90,6 +99,7 @@ struct InitCommand: AsyncParsableCommand {
             throw UsageError("\(write) exists; not overwritten", hint: "review the diff above, then add --force")
         }
         try text.write(toFile: write, atomically: true, encoding: .utf8)
+        if json { print(report(write), terminator: ""); return }
         print("wrote \(write): \(facts.count) nodes, interconnect \(choice.interface) \(choice.addresses.joined(separator: ", "))")
     }
 }
@@ -106,9 +116,17 @@ struct CheckLinkCommand: AsyncParsableCommand {
 
     @OptionGroup var ssh: SSHOptions
 
+    @Flag(help: "Print JSON: each node's MTU, what it reached, NCCL_IB_GID_INDEX; the errors and the problem count.")
+    var json = false
+
     func run() async throws {
         let (inv, _) = try InventoryReader.load(path: inventory)
         let report = await LinkReport.gather(inv, transport: ssh.transport(for: inv))
+        if json {
+            print(encodeJSON(report), terminator: "")
+            if report.problems > 0 { throw ExitCode(ExitStatus.checkFailed.rawValue) }
+            return
+        }
         for l in report.nodes {
             print("\(l.node): \(inv.interface) mtu \(l.mtu); " + l.peers.joined(separator: ", "))
             if l.gidIndexSet { Console.warning("\(l.node): NCCL_IB_GID_INDEX is set: the GID table drifts and a pinned index hangs the tensor-parallel handshake; remove it") }

@@ -99,9 +99,26 @@ struct HistoryCommand: AsyncParsableCommand {
 
     @OptionGroup var ssh: SSHOptions
 
+    @Flag(help: "Print the entries as JSON, oldest first, each with its number `n` (what `sous rollback --to N` takes).")
+    var json = false
+
     func run() async throws {
         let (inv, _) = try InventoryReader.load(path: inventory)
         let entries = try await readJournal(inv, ssh: ssh)
+        if json {
+            struct Numbered: Encodable {
+                var n: Int
+                var entry: JournalEntry
+                func encode(to encoder: Encoder) throws {
+                    try entry.encode(to: encoder)
+                    var c = encoder.container(keyedBy: K.self)
+                    try c.encode(n, forKey: .n)
+                }
+                enum K: String, CodingKey { case n }
+            }
+            print(encodeJSON(entries.enumerated().map { Numbered(n: $0.offset + 1, entry: $0.element) }), terminator: "")
+            return
+        }
         var rows = [["#", "WHEN", "EVENT", "IMAGE", "OUTCOME", "FINGERPRINT"]]
         for (i, e) in entries.enumerated() {
             let image = e.event == .roll ? "\(e.from ?? "?") → \(e.to ?? "?")" : e.image ?? "-"

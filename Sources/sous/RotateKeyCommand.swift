@@ -27,6 +27,9 @@ struct RotateKeyCommand: AsyncParsableCommand {
     @Option(help: "How long the engine may take to become healthy (90s, 30m, 1h).")
     var timeout = DurationArg("30m")
 
+    @Flag(help: "Print JSON on stdout (the fingerprint, the key file, the old key refused); the key itself only with --print, as `key`.")
+    var json = false
+
     /// Writes the key with mode 0600, fsyncs and closes it, then reads it back: the cluster is not touched
     /// unless the new key is safely on disk (a full disk must not lose it).
     static func writeSecret(_ s: Secret, to path: String) throws {
@@ -58,10 +61,15 @@ struct RotateKeyCommand: AsyncParsableCommand {
         let new = KeyRotation.newKey()
         if let keyFile { try Self.writeSecret(new, to: keyFile) }
         // Printed before the switch: once the engine runs with it, this key must not be lost with a dropped terminal.
-        if print_ { FileHandle.standardOutput.write(Data((new.reveal() + "\n").utf8)) }
+        if print_ && !json { FileHandle.standardOutput.write(Data((new.reveal() + "\n").utf8)) }
         let result = try await KeyRotation(deployment: d, transport: ssh.transport(for: d.inventory), probe: URLSessionProbe(),
-                                           reporter: LineReporter(toStderr: print_), engineTimeout: timeout.duration).run(old: old, new: new)
+                                           reporter: LineReporter(toStderr: print_ || json), engineTimeout: timeout.duration).run(old: old, new: new)
         let keyVar = d.inventory.apiKeyEnv ?? "VLLM_API_KEY"
+        if json {
+            struct Report: Encodable { var fingerprint: String?; var key_file: String?; var old_key_refused = true; var key: String? }
+            print(encodeJSON(Report(fingerprint: result.fingerprint, key_file: keyFile, key: print_ ? new.reveal() : nil)), terminator: "")
+            return
+        }
         FileHandle.standardError.write(Data("""
         rotated: the new key is verified (\(result.fingerprint ?? "no fingerprint")), the old one gets 401.
         Clients: export \(keyVar)="$(cat \(keyFile ?? "KEYFILE"))" wherever sous and OpenCode ({env:\(keyVar)}) run.

@@ -43,6 +43,9 @@ struct WatchCommand: AsyncParsableCommand {
     @Option(help: "Write a systemd unit for this watch to PATH instead of watching.")
     var install: String?
 
+    @Flag(help: "Print each event as a JSON line (event, at, and what it carries) instead of a line of text.")
+    var json = false
+
     func run() async throws {
         let (inv, _) = try InventoryReader.load(path: inventory)
         if let install {
@@ -75,7 +78,15 @@ struct WatchCommand: AsyncParsableCommand {
         let dog = Watchdog(probe: URLSessionProbe(), baseURL: inv.baseURL, model: model, key: key,
                            interval: interval.duration, failures: failures, probeTimeout: probeTimeout.duration,
                            backoff: backoff.duration,
-                           log: { FileHandle.standardOutput.write(Data("\(ISO8601DateFormatter().string(from: Date())) \($0)\n".utf8)) },
+                           log: { [json, failures] event in
+                               let at = ISO8601DateFormatter().string(from: Date())
+                               if json {
+                                   struct Line: Encodable { var at: String; var event: WatchEvent }
+                                   FileHandle.standardOutput.write(Data((compactJSON(Line(at: at, event: event)) + "\n").utf8))
+                               } else {
+                                   FileHandle.standardOutput.write(Data("\(at) \(event.text(failures: failures))\n".utf8))
+                               }
+                           },
                            recover: {
                                let status = (try? Local.run("/bin/sh", ["-c", onFailure], check: false).status) ?? -1
                                struct Trigger: Encodable { var cluster: String, exit_status: Int32, finished_at: String }
@@ -85,7 +96,12 @@ struct WatchCommand: AsyncParsableCommand {
                                return status
                            })
         let triggers = await dog.run(until: duration.map { ContinuousClock.now + $0.duration })
-        print("watch ended: \(triggers) recovery run\(triggers == 1 ? "" : "s")")
+        if json {
+            struct End: Encodable { var at: String; var event = "end"; var triggers: Int }
+            print(compactJSON(End(at: ISO8601DateFormatter().string(from: Date()), triggers: triggers)))
+        } else {
+            print("watch ended: \(triggers) recovery run\(triggers == 1 ? "" : "s")")
+        }
     }
 }
 

@@ -178,6 +178,8 @@ import SousTestSupport
         #expect(r.out.contains("pre-pull") && r.out.contains("old engine still serving"))
         let history = try sous(["history", "-i", inventory]).out
         #expect(history.contains("roll   vllm/vllm-openai:v0.24.0 → vllm/vllm-openai:v0.28.0  verified"))
+        let entries = try JSONSerialization.jsonObject(with: Data(try sous(["history", "-i", inventory, "--json"]).out.utf8)) as? [[String: Any]] ?? []
+        #expect(entries.map { $0["n"] as? Int } == [1, 2] && entries.last?["event"] as? String == "roll" && entries.last?["outcome"] as? String == "verified", "\(entries)")
         // And back with `rollback`, to the image before the current one.
         let back = try sous(["rollback", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory, "--timeout", "4s"])
         #expect(back.status == 0, "\(back.err)")
@@ -331,6 +333,9 @@ import SousTestSupport
                     "--probe-timeout", "2", "--on-failure", "echo triggered >> \(marker)", "--for", "3"]
         let healthy = try sous(args)
         #expect(healthy.out.hasSuffix("watch ended: 0 recovery runs\n"))
+        // --json: one JSON object a line, the last one the end.
+        let lines = try sous(args.dropLast(2) + ["--for", "1", "--json"]).out.split(separator: "\n")
+        #expect(lines.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }?["event"] as? String == "end", "\(lines)")
         #expect(!FileManager.default.fileExists(atPath: marker))
         try fault("spark-1", "wedge")
         // Three probes of 2 s each, 0.2 s apart, then the trigger: about 7 s.
@@ -349,6 +354,9 @@ import SousTestSupport
         let clean = try sous(["doctor", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory])
         #expect(clean.status == 0)
         #expect(clean.out.contains("no gotcha found") == false && clean.out.contains("note: `/` in the model id rejected"))
+        let report = try JSONSerialization.jsonObject(with: Data(try sous(["doctor", "-r", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "-i", inventory, "--json"]).out.utf8)) as? [String: Any]
+        #expect((report?["checks"] as? [[String: Any]])?.allSatisfy { $0["passed"] as? Bool == true } == true)
+        #expect((report?["found"] as? [[String: Any]])?.map { $0["gotcha"] as? String } == ["slashInModelID"], "\(String(describing: report))")
         for (kind, row) in [("malformed-arguments", "FOUND: arguments not parseable JSON"), ("wrong-parser", "FOUND: reasoning text inside tool arguments or content")] {
             try fault("spark-1", kind)
             let r = try sous(["doctor", "--recipe", repoPath("recipes/nemotron-3-super-nvfp4.yaml"), "--inventory", inventory])
@@ -394,6 +402,8 @@ import SousTestSupport
         let r = try sous(args)
         #expect(r.status == 0, "\(r.err)")
         #expect(r.out == "wrote \(written): 2 nodes, interconnect enp1s0f1np1 10.213.0.11, 10.213.0.12\n")
+        let facts = try JSONSerialization.jsonObject(with: Data(try sous(Array(args.dropLast(2)) + ["--json"]).out.utf8)) as? [String: Any]
+        #expect(facts?["interface"] as? String == "enp1s0f1np1" && facts?["written"] == nil && (facts?["inventory"] as? String)?.contains("cluster: lab") == true, "\(String(describing: facts))")
         let (inv, issues) = try InventoryReader.load(path: written)
         #expect(issues.isEmpty)
         #expect(inv.hardware == "dgx_spark_gb10" && inv.interface == "enp1s0f1np1" && inv.ncclIbHca == "rocep1s0f1")
@@ -445,6 +455,8 @@ import SousTestSupport
         #expect(try String(contentsOfFile: written, encoding: .utf8).contains("# spark-2: Debian GNU/Linux 12 (bookworm); GPU NVIDIA GB10, [N/A]; 125 GiB memory; docker NOT usable without a password"))
 
         #expect(try sous(["check-link", "-i", inventory]).out.hasSuffix("link ok\n"))
+        let link = try JSONSerialization.jsonObject(with: Data(try sous(["check-link", "-i", inventory, "--json"]).out.utf8)) as? [String: Any]
+        #expect(link?["problems"] as? Int == 0 && (link?["nodes"] as? [[String: Any]])?.first?["mtu"] as? String == "9000", "\(String(describing: link))")
         try fault("spark-2", "mtu-1500")
         let mtu = try sous(["check-link", "-i", inventory])
         #expect(mtu.status == 1)

@@ -121,6 +121,9 @@ func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) 
         #expect(help.out.contains("--format"))
     }
 
+    static let reports: Set<String> = ["up", "roll", "rollback", "audit", "status", "history", "doctor", "check-link", "init", "client opencode", "rotate-key",
+                                       "watch", "validate", "fit", "plan", "model", "harden", "exec"]
+
     /// Every command's help, walked from `sous --help` down: wherever an inventory or a recipe is an option, it is
     /// `-i/--inventory` and `-r/--recipe`, as in every other command.
     @Test func everyCommandTakesTheShortInventoryAndRecipeFlags() throws {
@@ -141,7 +144,10 @@ func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) 
             let help = try sous(path + ["--help"]).out
             if help.contains("--inventory <") { #expect(help.contains("-i, --inventory <"), "sous \(path.joined(separator: " ")) --help"); checked += 1 }
             if help.contains("--recipe <") { #expect(help.contains("-r, --recipe <"), "sous \(path.joined(separator: " ")) --help"); checked += 1 }
+            // Every command that reports on a cluster or a node says it in JSON too.
+            if Self.reports.contains(path.joined(separator: " ")) { #expect(help.contains("--json"), "sous \(path.joined(separator: " ")) --help has no --json") }
         }
         #expect(checked > 15)
+        #expect(Set(all.map { $0.joined(separator: " ") }).isSuperset(of: Self.reports))
     }
 }

@@ -169,6 +169,13 @@ public enum RenderReport {
     }
 }
 
+/// One line of key-sorted JSON (a JSON-lines record).
+public func compactJSON<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try! encoder.encode(value), as: UTF8.self)
+}
+
 /// Pretty, key-sorted JSON with unescaped slashes: stable output for scripts and tests.
 public func encodeJSON<T: Encodable>(_ value: T) -> String {
     let encoder = JSONEncoder()

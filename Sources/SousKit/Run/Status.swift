@@ -41,17 +41,27 @@ public struct StatusReport: Sendable, Encodable {
 
 /// `sous check-link`: from each node, every other node's interconnect address, the MTU on both ends, and
 /// NCCL_IB_GID_INDEX anywhere.
-public struct LinkReport: Sendable {
-    public struct NodeLink: Sendable {
+public struct LinkReport: Sendable, Encodable {
+    public struct NodeLink: Sendable, Encodable {
         public var node: String
         public var mtu: String
         public var peers: [String]
         public var gidIndexSet: Bool
+        enum CodingKeys: String, CodingKey { case node, mtu, peers, gidIndexSet = "nccl_ib_gid_index_set" }
     }
     public var nodes: [NodeLink]
     public var errors: [String]
 
     public var mtuMismatch: Bool { Set(nodes.map(\.mtu)).count > 1 }
+
+    enum CodingKeys: String, CodingKey { case nodes, errors, mtu_mismatch, problems }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(nodes, forKey: .nodes)
+        try c.encode(errors, forKey: .errors)
+        try c.encode(mtuMismatch, forKey: .mtu_mismatch)
+        try c.encode(problems, forKey: .problems)
+    }
     public var problems: Int {
         errors.count + nodes.reduce(0) { $0 + $1.peers.filter { $0.hasPrefix("unreachable") }.count + ($1.gidIndexSet ? 1 : 0) } + (mtuMismatch ? 1 : 0)
     }

@@ -1,5 +1,27 @@
 import Foundation
 
+/// One thing a watch saw or did: a line for a person (`text`), or a JSON line.
+public struct WatchEvent: Sendable, Encodable {
+    public enum Kind: String, Sendable, Encodable { case failure, trigger, recovery, healthy }
+    public var event: Kind
+    /// failure: which consecutive failure, and what failed.
+    public var consecutive: Int?
+    public var problem: String?
+    /// trigger and recovery: which trigger; recovery: the command's exit status and the back-off after it.
+    public var trigger: Int?
+    public var exit_status: Int32?
+    public var backoff_s: Double?
+
+    public func text(failures: Int) -> String {
+        switch event {
+        case .failure: return "fail \(consecutive ?? 0)/\(failures): \(problem ?? "")"
+        case .trigger: return "running the recovery command (trigger \(trigger ?? 0))"
+        case .recovery: return "recovery command exited \(exit_status ?? -1); backing off \(Duration.seconds(backoff_s ?? 0))"
+        case .healthy: return "healthy again"
+        }
+    }
+}
+
 /// Watches an endpoint from outside: /health and a tiny real completion (a wedged NCCL link keeps /health
 /// green), and after N consecutive failures runs the recovery action once, then backs off. One trigger at a time.
 public struct Watchdog: Sendable {
@@ -12,12 +34,12 @@ public struct Watchdog: Sendable {
     public var probeTimeout: Duration
     /// First wait after a trigger; doubles after each further trigger, up to 10 minutes.
     public var backoff: Duration
-    public var log: @Sendable (String) -> Void
+    public var log: @Sendable (WatchEvent) -> Void
     /// The recovery action (the user's command); returns its exit status.
     public var recover: @Sendable () async -> Int32
 
     public init(probe: HTTPProbe, baseURL: String, model: String, key: Secret?, interval: Duration, failures: Int, probeTimeout: Duration,
-                backoff: Duration, log: @escaping @Sendable (String) -> Void, recover: @escaping @Sendable () async -> Int32) {
+                backoff: Duration, log: @escaping @Sendable (WatchEvent) -> Void, recover: @escaping @Sendable () async -> Int32) {
         self.probe = probe
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.model = model
@@ -32,7 +54,7 @@ public struct Watchdog: Sendable {
 
     /// Watches the node's server at `host` and `port` (a name, an IPv4 or an IPv6 address).
     public init(probe: HTTPProbe, host: String, port: Int, model: String, key: Secret?, interval: Duration, failures: Int, probeTimeout: Duration,
-                backoff: Duration, log: @escaping @Sendable (String) -> Void, recover: @escaping @Sendable () async -> Int32) {
+                backoff: Duration, log: @escaping @Sendable (WatchEvent) -> Void, recover: @escaping @Sendable () async -> Int32) {
         self.init(probe: probe, baseURL: Endpoint.baseURL(host: host, port: port), model: model, key: key, interval: interval, failures: failures,
                   probeTimeout: probeTimeout, backoff: backoff, log: log, recover: recover)
     }
@@ -60,19 +82,19 @@ public struct Watchdog: Sendable {
         while until.map({ ContinuousClock.now < $0 }) ?? true {
             if let problem = await check() {
                 consecutive += 1
-                log("fail \(consecutive)/\(failures): \(problem)")
+                log(WatchEvent(event: .failure, consecutive: consecutive, problem: problem))
                 if consecutive >= failures {
                     triggers += 1
-                    log("running the recovery command (trigger \(triggers))")
+                    log(WatchEvent(event: .trigger, trigger: triggers))
                     let status = await recover()
-                    log("recovery command exited \(status); backing off \(wait)")
+                    log(WatchEvent(event: .recovery, trigger: triggers, exit_status: status, backoff_s: wait.seconds))
                     consecutive = 0
                     try? await Task.sleep(for: until.map { min(wait, max(.zero, $0 - ContinuousClock.now)) } ?? wait)
                     wait = min(wait * 2, .seconds(600))
                     continue
                 }
             } else {
-                if consecutive > 0 { log("healthy again") }
+                if consecutive > 0 { log(WatchEvent(event: .healthy)) }
                 consecutive = 0
                 wait = backoff
             }
