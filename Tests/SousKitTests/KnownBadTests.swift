@@ -59,3 +59,40 @@ import Testing
         #expect(drifts.contains { $0.hasPrefix("known-bad: mtp-prefix-caching-hybrid:") }, "\(drifts)")
     }
 }
+
+/// What an image bump changes for a recipe and its clients, read from the parser registries and the field table.
+@Suite struct ReleaseChangesTests {
+    func recipe(_ name: String) throws -> Recipe { try RecipeReader.load(path: repoPath("recipes/\(name).yaml")).0 }
+
+    @Test func aParserWhoseClassChangesIsNamedWithItsNewAliases() throws {
+        let changes = ReleaseChanges.between(VLLMVersion(0, 21, 0), VLLMVersion(0, 24, 0), recipe: try recipe("qwen3-coder-30b-a3b-fp8"))
+        #expect(changes == ["the tool-call parser `qwen3_coder` is Qwen3CoderToolParser in vLLM 0.21.0 and Qwen3EngineToolParser in 0.24.0 (also registered there as `mimo`, `qwen3_xml`) (the parser registries of both wheels): the gate checks its calls again"])
+        // The same release, or two with the same classes: nothing to say.
+        #expect(ReleaseChanges.between(VLLMVersion(0, 24, 0), VLLMVersion(0, 25, 0), recipe: try recipe("qwen3-coder-30b-a3b-fp8")).isEmpty)
+        #expect(ReleaseChanges.between(nil, VLLMVersion(0, 24, 0), recipe: try recipe("qwen3-coder-30b-a3b-fp8")).isEmpty)
+    }
+
+    @Test func crossingTheReasoningRenameTellsClients() throws {
+        let changes = ReleaseChanges.between(VLLMVersion(0, 15, 0), VLLMVersion(0, 28, 0), recipe: try recipe("qwen3-30b-a3b-thinking-fp8"))
+        #expect(changes.contains { $0.hasPrefix("reasoning moves from `reasoning_content` to `reasoning` in responses (vLLM 0.17.0; RFC vllm#27755") }, "\(changes)")
+        // Back the other way too; and a recipe without reasoning has no field to move.
+        #expect(ReleaseChanges.between(VLLMVersion(0, 28, 0), VLLMVersion(0, 15, 0), recipe: try recipe("qwen3-30b-a3b-thinking-fp8")).contains { $0.hasPrefix("reasoning moves from `reasoning` to `reasoning_content`") })
+        #expect(!ReleaseChanges.between(VLLMVersion(0, 15, 0), VLLMVersion(0, 28, 0), recipe: try recipe("qwen3-coder-30b-a3b-fp8")).contains { $0.contains("reasoning moves") })
+        #expect(ReleaseChanges.reasoningField(VLLMVersion(0, 16, 9)).name == "reasoning_content" && ReleaseChanges.reasoningField(nil).name == "reasoning")
+    }
+}
+
+extension ReleaseChangesTests {
+    /// A parser a release dropped: its new name when the class lives on, else the last release that had it.
+    @Test func aParserAReleaseDroppedSaysWhereItWent() {
+        let catalog = ParserCatalog.builtin
+        #expect(catalog.fate(of: "minimax", kind: .toolCall, version: VLLMVersion(0, 24, 0)) == "vLLM 0.21.0 was the last release sous knows with `minimax` (MinimaxToolParser); 0.24.0 has no such parser")
+        #expect(catalog.fate(of: "minimax", kind: .toolCall, version: VLLMVersion(0, 21, 0)) == nil, "still there")
+        #expect(catalog.fate(of: "qwen3_coder", kind: .toolCall, version: VLLMVersion(0, 28, 0)) == nil)
+        let renamed = ParserCatalog(releases: [
+            .init(version: VLLMVersion(0, 1, 0), toolCallParsers: ["old_name": "SomeToolParser"], reasoningParsers: [:], systemFingerprint: false),
+            .init(version: VLLMVersion(0, 2, 0), toolCallParsers: ["new_name": "SomeToolParser"], reasoningParsers: [:], systemFingerprint: false),
+        ])
+        #expect(renamed.fate(of: "old_name", kind: .toolCall, version: VLLMVersion(0, 2, 0)) == "`old_name` (SomeToolParser) is registered as `new_name` in vLLM 0.2.0")
+    }
+}

@@ -112,6 +112,17 @@ public struct ParserCatalog: Sendable {
         return .unknown(suggestion: didYouMean(name, in: table(release, kind).keys.sorted()))
     }
 
+    /// A name the release does not register, as an earlier release had it: the names the release gives the same
+    /// class (renamed), or the last release that had it (removed); nil when no earlier release had it.
+    public func fate(of name: String, kind: Kind, version: VLLMVersion?) -> String? {
+        let release = version.map { self.release(atOrBelow: $0) } ?? releases[releases.count - 1]
+        guard table(release, kind)[name] == nil, let last = releases.last(where: { $0.version < release.version && table($0, kind)[name] != nil }),
+              let cls = table(last, kind)[name] else { return nil }
+        let now = table(release, kind).filter { $0.value == cls }.keys.sorted()
+        return now.isEmpty ? "vLLM \(last.version) was the last release sous knows with `\(name)` (\(cls)); \(release.version) has no such parser"
+            : "`\(name)` (\(cls)) is registered as \(now.map { "`\($0)`" }.joined(separator: ", ")) in vLLM \(release.version)"
+    }
+
     /// The first listed release that registers the name.
     public func firstRelease(with name: String, kind: Kind) -> VLLMVersion? {
         releases.first { table($0, kind)[name] != nil }?.version

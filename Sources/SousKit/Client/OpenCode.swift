@@ -41,9 +41,7 @@ public enum OpenCodeConfig {
             "limit": ["context": recipe.clientContext, "output": recipe.clientOutput],
         ]
         if recipe.reasoningParser != nil {
-            // vLLM returns reasoning in `reasoning` since 0.17 (`reasoning_content` before the rename).
-            let field = (version ?? VLLMVersion(0, 17, 0)) >= VLLMVersion(0, 17, 0) ? "reasoning" : "reasoning_content"
-            entry["interleaved"] = ["field": field]
+            entry["interleaved"] = ["field": ReleaseChanges.reasoningField(version).name]
         }
         var options: [String: Any] = ["baseURL": baseURL]
         if let apiKeyEnv { options["apiKey"] = "{env:\(apiKeyEnv)}" }

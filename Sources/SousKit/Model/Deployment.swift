@@ -113,7 +113,8 @@ public struct Deployment: Sendable {
             case .unknown(let suggestion):
                 let on = inventory.vllmVersion.map { "vLLM \($0) (\(inventory.image))" } ?? "the newest vLLM sous knows"
                 err(key, "`\(name)` is not a registered \(kind.rawValue) parser in \(on); vLLM would refuse to start (before loading any weight)",
-                    hint: suggestion.map { "did you mean `\($0)`?" } ?? catalog.firstRelease(with: name, kind: kind).map { "it first appears in vLLM \($0)" })
+                    hint: catalog.fate(of: name, kind: kind, version: inventory.vllmVersion) ?? suggestion.map { "did you mean `\($0)`?" }
+                        ?? catalog.firstRelease(with: name, kind: kind).map { "it first appears in vLLM \($0)" })
             }
         }
         if issues.contains(where: { $0.severity == .error }) { throw ConfigErrors(issues) }

@@ -12,6 +12,8 @@ public struct RollResult: Sendable, Codable {
     /// Seconds from stopping the old engine until an engine (new, or the old one again) answered /health.
     public var serving_gap_s: Double?
     public var cause: String?
+    /// What the bump changes for the recipe and its clients (`ReleaseChanges`), reported before the switch.
+    public var changes: [String]? = nil
     public var finished_at: String
 }
 
@@ -83,6 +85,8 @@ public struct RollRunner: Sendable {
     func roll(from oldImage: String, newDeployment: Deployment, sessions: [String: NodeSession], lock: ClusterLock.Holder) async throws -> RollResult {
         let oldDeployment = try Deployment.make(recipe: recipe, inventory: inventory, image: oldImage)
         let oldFingerprint = await fingerprint(oldDeployment)
+        let changes = ReleaseChanges.between(oldDeployment.inventory.vllmVersion, newDeployment.inventory.vllmVersion, recipe: recipe)
+        for c in changes { reporter.warning("\(oldImage) → \(newImage): \(c)") }
 
         // Pre-pull while the old engine keeps serving; one image ID everywhere.
         let clock = ContinuousClock(), t = clock.now
@@ -100,7 +104,7 @@ public struct RollRunner: Sendable {
         try interruption.check("roll", state: "nothing was switched: the old engine still serves")
 
         var result = RollResult(group: nil, from: oldImage, to: newImage, outcome: .verified, fingerprint_old: oldFingerprint, fingerprint_new: nil,
-                                serving_gap_s: nil, cause: nil, finished_at: "")
+                                serving_gap_s: nil, cause: nil, changes: changes.isEmpty ? nil : changes, finished_at: "")
         do {
             let up = try await runner(newDeployment).run(sessions, lock: lock)
             result.fingerprint_new = up.fingerprint
