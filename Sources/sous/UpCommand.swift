@@ -111,6 +111,12 @@ struct UpCommand: AsyncParsableCommand {
     @Flag(help: "Stop when a node lacks the checkpoint instead of downloading and copying it.")
     var noFetch = false
 
+    @Option(help: "Turns of the agent session the gate ends with (streamed, each building on the last; 0: none). `sous validate --session` runs a full one.")
+    var sessionTurns = 2
+
+    @Option(help: "Tools offered in each turn of the gate's session.")
+    var sessionTools = 4
+
     @Flag(help: "Print the result as JSON (progress goes to stderr).")
     var json = false
 
@@ -127,6 +133,9 @@ struct UpCommand: AsyncParsableCommand {
         runner.forceUnlock = forceUnlock
         runner.fetch = !noFetch
         runner.hfToken = hfToken(d.inventory)
+        guard (0...100).contains(sessionTurns), (1...512).contains(sessionTools) else { throw UsageError("--session-turns must be 0…100 and --session-tools 1…512") }
+        runner.sessionTurns = sessionTurns
+        runner.sessionTools = sessionTools
         if d.isMultiGroup {
             let result = try await GroupsRunner(runner).runUp()
             if json { print(encodeJSON(result), terminator: "") } else {
@@ -142,7 +151,8 @@ struct UpCommand: AsyncParsableCommand {
             print(encodeJSON(result), terminator: "")
         } else {
             let timing = (result.ready_s.map { ", ready \(Human.duration($0)) after the start" } ?? "") + (result.first_token_s.map { String(format: ", first token %.2f s", $0) } ?? "")
-            print("\(d.inventory.cluster): \(d.recipe.servedModelName) verified — \(result.fingerprint ?? "no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log)"), \(AgentChecks.summary(result.checks))" + (result.restarted ? "" : ", nothing restarted") + timing)
+            let session = result.session.map { ", a \($0.count)-turn agent session" } ?? ""
+            print("\(d.inventory.cluster): \(d.recipe.servedModelName) verified — \(result.fingerprint ?? "no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log)"), \(AgentChecks.summary(result.checks))" + session + (result.restarted ? "" : ", nothing restarted") + timing)
         }
     }
 }

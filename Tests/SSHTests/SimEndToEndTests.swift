@@ -56,7 +56,8 @@ import SousTestSupport
 
         let second = try up()
         #expect(second.status == 0, "\(second.err)")
-        #expect(second.out.hasSuffix("4/4 agent checks, 4/4 streamed and forced-call checks, 401 without the key, nothing restarted\n"))
+        #expect(second.out.hasSuffix("4/4 agent checks, 4/4 streamed and forced-call checks, 401 without the key, a 2-turn agent session, nothing restarted\n"))
+        #expect(second.out.contains("10/10 checks, a 2-turn session with 4 tools"), "\(second.out)")
         for step in ["env", "start", "pull"] { #expect(second.err.contains("\nok      \(step)") || second.out.contains("ok      \(step)")) }
         #expect(try exec("spark-1", "docker inspect --format '{{.Id}}' sous-vllm") == idBefore)
         #expect(try exec("spark-1", "wc -l < /var/lib/sous/journal.jsonl") == "spark-1: 2\n")
@@ -68,8 +69,22 @@ import SousTestSupport
     @Test func anOldVLLMIsVerifiedWithoutAFingerprint() throws {
         let r = try sous(["up", "--recipe", repoPath("recipes/qwen3-coder-30b-a3b-fp8.yaml"), "--inventory", inventory, "--image", "vllm/vllm-openai:v0.15.0"])
         #expect(r.status == 0, "\(r.err)")
-        #expect(r.out.contains("9/9 checks; vLLM 0.15.0 has no system_fingerprint: tp verified from docker inspect on every node and the head's startup log"), "\(r.out)")
-        #expect(r.out.hasSuffix("no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log), 4/4 agent checks, 4/4 streamed and forced-call checks, 401 without the key\n"))
+        #expect(r.out.contains("9/9 checks, a 2-turn session with 4 tools; vLLM 0.15.0 has no system_fingerprint: tp verified from docker inspect on every node and the head's startup log"), "\(r.out)")
+        #expect(r.out.contains("no fingerprint (vLLM < 0.21; tp checked with docker inspect and the startup log), 4/4 agent checks, 4/4 streamed and forced-call checks, 401 without the key, a 2-turn agent session, ready "), "\(r.out)")
+        #expect(r.out.hasSuffix(" s\n") && r.out.contains(" after the start, first token "), "a start says how long it took and the first token: \(r.out)")
+    }
+
+    /// The gate ends with a small agent session; --session-turns sets its size. Markup that leaks into content only
+    /// from turn 7 on (late-markup) passes the default two turns and fails seven, naming the turn.
+    @Test func theGatesSessionNamesTheTurnThatFails() throws {
+        #expect(try up().status == 0)
+        try fault("spark-1", "late-markup")
+        #expect(try up().status == 0, "two turns never reach turn 7")
+        let seven = try up(["--session-turns", "7"])
+        #expect(seven.status == 1)
+        #expect(seven.err.contains("verify: session turn 7 failed on spark-1"), "\(seven.err)")
+        let none = try up(["--session-turns", "0"])
+        #expect(none.status == 0 && none.out.contains("  10/10 checks\n") && !none.out.contains("agent session"), "\(none.out)")
     }
 
     @Test func hardenIsVerifiedAndIdempotent() throws {

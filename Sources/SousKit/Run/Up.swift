@@ -16,6 +16,8 @@ public struct UpResult: Sendable, Encodable {
     /// Seconds to the first chunk of the first completion after /health 200 (a streamed one-token request).
     public var first_token_s: Double?
     public var checks: [CheckResult]
+    /// The small agent session of the gate (`sessionTurns` turns); nil when it was off.
+    public var session: [AgentSession.Turn]?
     public var steps: [StepRecord]
     public var finished_at: String
 }
@@ -43,6 +45,9 @@ public struct UpRunner: Sendable {
     public var interruptible = true
     /// Remove a stale cluster lock first.
     public var forceUnlock = false
+    /// The gate's agent session after the checks: this many streamed turns (0: none), each offering `sessionTools` tools.
+    public var sessionTurns = 2
+    public var sessionTools = 4
     /// Where Ctrl-C is heard (the process's own; tests bring theirs).
     public var interruption: Interruption = .shared
 
@@ -82,7 +87,7 @@ public struct UpRunner: Sendable {
                         recipe_digest: String(sha256Hex(context.commands.map { (try? ShellQuote.join($0.dockerArgv)) ?? "" }.joined(separator: "\n")).prefix(16)),
                         image: inv.image, image_id: context.imageID, fingerprint: context.fingerprint, restarted: context.restarted,
                         ready_s: context.readySeconds, first_token_s: context.firstTokenSeconds,
-                        checks: context.checks, steps: records, finished_at: ISO8601DateFormatter().string(from: Date()))
+                        checks: context.checks, session: context.session, steps: records, finished_at: ISO8601DateFormatter().string(from: Date()))
     }
 }
 
@@ -104,6 +109,7 @@ final class UpContext: @unchecked Sendable {
     var firstTokenSeconds: Double?
     var fingerprint: String?
     var checks: [CheckResult] = []
+    var session: [AgentSession.Turn]?
 
     init(runner: UpRunner, sessions: [String: NodeSession]) throws {
         self.runner = runner
@@ -367,6 +373,19 @@ extension UpRunner {
             throw StepFailure(step: "verify: \(f.name)", node: inv.head.name, cause: f.detail + (f.diagnosis.map { "\n  cause: \($0)" } ?? ""),
                               logTail: await c.logTail(inv.head, 10), hint: "sous validate --base-url \(inv.baseURL) --model \(d.recipe.servedModelName) shows every check", exitCode: .checkFailed)
         }
-        return (.ok, "\(checks.count)/\(checks.count) checks" + (hasFingerprint ? "" : "; vLLM \(version!) has no system_fingerprint: \(topology)"))
+        var sessionNote = ""
+        if r.sessionTurns > 0 {
+            // A small agent session: turns that build on each other, streamed, with a catalogue of tools.
+            let turns = await AgentSession.run(probe: r.probe, v1: inv.baseURL + "/v1", model: d.recipe.servedModelName, key: r.key,
+                                               sampling: d.recipe.sampling.map { ($0.key, $0.value.value) }, turns: r.sessionTurns, tools: r.sessionTools, timeout: r.checkTimeout)
+            c.session = turns
+            if let bad = turns.first(where: { !$0.passed }) {
+                throw StepFailure(step: "verify: session turn \(bad.turn)", node: inv.head.name, cause: bad.detail + (bad.diagnosis.map { "\n  cause: \($0)" } ?? ""),
+                                  logTail: await c.logTail(inv.head, 10),
+                                  hint: "sous validate --base-url \(inv.baseURL) --model \(d.recipe.servedModelName) --session --turns \(r.sessionTurns) --tools \(r.sessionTools) replays it", exitCode: .checkFailed)
+            }
+            sessionNote = ", a \(r.sessionTurns)-turn session with \(r.sessionTools) tools"
+        }
+        return (.ok, "\(checks.count)/\(checks.count) checks" + sessionNote + (hasFingerprint ? "" : "; vLLM \(version!) has no system_fingerprint: \(topology)"))
     }
 }
