@@ -19,6 +19,8 @@ public struct SSHTarget: Sendable {
     public var connectTimeout: Duration
     /// The ssh-agent socket tried first (default: $SSH_AUTH_SOCK); nil skips the agent.
     public var agentSocket: String?
+    /// The password sudo asks for (`--ask-sudo-password`): sent only on a sudo command's stdin, never stored.
+    public var sudoPassword: Secret?
 
     public init(name: String, host: String, port: Int = 22, user: String, identityFiles: [String] = [],
                 knownHosts: String, acceptNew: Bool = false, connectTimeout: Duration = .seconds(10),

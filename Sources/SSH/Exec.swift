@@ -15,7 +15,8 @@ extension Connection {
     func exec(_ command: RemoteCommand, input: (() throws -> Data?)? = nil, output: ((Data) throws -> Void)? = nil) throws -> CommandResult {
         guard let session = sessionHandle else { throw fail(.sessionLost, "not connected") }
         let line: String
-        do { line = try command.commandLine() } catch { throw error }
+        let password = command.sudo ? target.sudoPassword : nil
+        do { line = try command.commandLine(sudoPasswordOnStdin: password != nil) } catch { throw error }
         let clock = ContinuousClock()
         let start = clock.now
         // The local deadline allows for the remote `timeout` and its KILL grace before giving up on the channel.
@@ -40,6 +41,7 @@ extension Connection {
                 }
             }
         }
+        if let password { try write(RemoteCommand.withSudoPassword(password, nil)) }
         if let input {
             while let chunk = try input() { if !chunk.isEmpty { try write(chunk) } }
         } else if let stdin = command.stdin, !stdin.isEmpty {
@@ -99,8 +101,9 @@ extension Connection {
         }
         if command.sudo, status == 1, String(decoding: err, as: UTF8.self).contains("sudo: a password is required")
             || String(decoding: err, as: UTF8.self).contains("sudo: a terminal is required") {
-            throw fail(.sudoPassword, "sudo wants a password for \(target.user)",
-                       hint: "allow passwordless sudo for \(target.user) on the node (a line `\(target.user) ALL=(ALL) NOPASSWD:ALL` in /etc/sudoers.d/sous)")
+            throw fail(.sudoPassword, password != nil ? "sudo refused the password for \(target.user)" : "sudo wants a password for \(target.user)",
+                       hint: password != nil ? "check the password, and that sudo keeps a ticket (timestamp_timeout above 0 in sudoers)"
+                        : "run again with --ask-sudo-password, or allow passwordless sudo for \(target.user) on the node (a line `\(target.user) ALL=(ALL) NOPASSWD:ALL` in /etc/sudoers.d/sous)")
         }
         return CommandResult(stdout: out, stderr: err, exitStatus: status, exitSignal: signalName, duration: clock.now - start)
     }

@@ -12,6 +12,8 @@ public struct SSHTransport: Transport {
     public var agentSocket: String?
     /// Warnings about ~/.ssh/config options sous does not support, reported once per connection.
     public var onWarning: @Sendable (String) -> Void
+    /// For nodes whose sudo needs a password (`--ask-sudo-password`): sent on each sudo command's stdin.
+    public var sudoPassword: Secret?
 
     public init(knownHosts: String? = nil, acceptNew: Bool = false, connectTimeout: Duration = .seconds(10),
                 config: SSHConfig = .load(), agentSocket: String? = ProcessInfo.processInfo.environment["SSH_AUTH_SOCK"],
@@ -33,9 +35,11 @@ public struct SSHTransport: Transport {
         identities += ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"]
         var seen = Set<String>()
         identities = identities.filter { seen.insert(expandTilde($0)).inserted }
-        return SSHTarget(name: node.name, host: resolved.hostName ?? node.host, port: node.port ?? resolved.port ?? 22,
-                         user: node.user, identityFiles: identities, knownHosts: knownHosts, acceptNew: acceptNew,
-                         connectTimeout: connectTimeout, agentSocket: agentSocket)
+        var t = SSHTarget(name: node.name, host: resolved.hostName ?? node.host, port: node.port ?? resolved.port ?? 22,
+                          user: node.user, identityFiles: identities, knownHosts: knownHosts, acceptNew: acceptNew,
+                          connectTimeout: connectTimeout, agentSocket: agentSocket)
+        t.sudoPassword = sudoPassword
+        return t
     }
 
     public func connect(_ node: NodeSpec) async throws -> NodeSession {

@@ -17,13 +17,17 @@ struct SSHOptions: ParsableArguments {
     @Flag(name: [.customShort("v"), .long], help: "Print every remote command as it runs: node, command line, exit status, duration (never a secret).")
     var verbose = false
 
+    @Flag(help: "For nodes where sudo needs a password: read it once from the terminal (not echoed); it is sent only on the stdin of each sudo command (`sudo -S`), never stored, logged or put on a command line.")
+    var askSudoPassword = false
+
     func transport(for inventory: Inventory) -> Transport {
         transport(defaultKnownHosts: inventory.knownHosts)
     }
 
     func transport(defaultKnownHosts: String?) -> Transport {
-        let ssh = SSHTransport(knownHosts: knownHosts ?? defaultKnownHosts, acceptNew: acceptNew, connectTimeout: connectTimeout.duration,
+        var ssh = SSHTransport(knownHosts: knownHosts ?? defaultKnownHosts, acceptNew: acceptNew, connectTimeout: connectTimeout.duration,
                                onWarning: { Console.warning($0) })
+        if askSudoPassword { ssh.sudoPassword = SudoPassword.read() }
         guard verbose else { return ssh }
         return LoggingTransport(ssh, logger: Console.verboseLogger())
     }

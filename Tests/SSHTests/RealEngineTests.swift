@@ -47,6 +47,9 @@ extension SimEndToEndTests {
         #expect(checks.map { $0["name"] as? String ?? "" } == ["model list", "auth enforced", "fingerprint tp2", "tool call", "JSON arguments", "tool-result round trip",
                                                                "streamed tool call", "streamed round trip", "required tool call", "named tool call"])
         #expect(checks.allSatisfy { $0["passed"] as? Bool == true }, "\(checks.filter { $0["passed"] as? Bool != true })")
+        // The gate's small session: two streamed turns that build on each other, four tools offered.
+        let session = result["session"] as? [[String: Any]] ?? []
+        #expect(session.count == 2 && session.allSatisfy { $0["passed"] as? Bool == true }, "\(session)")
         // Reasoning reached its field through the real parser, the call came from the real qwen3_coder parser.
         #expect(try exec("spark-1", "docker logs sous-vllm 2>&1 | grep -c 'non-default args' || true") != "spark-1: 0\n")
 
@@ -69,6 +72,11 @@ extension SimEndToEndTests {
         #expect(up.status == 1, "\(up.out)\(up.err)")
         #expect(up.err.contains("failed  verify: tool call") || up.err.contains("verify: tool call"), "\(up.err)")
         #expect(up.err.contains("reasoning"), "the diagnosis names the reasoning parser: \(up.err)")
+        // The streamed checks and the session fail on it too, read as a streaming client reads them.
+        let validate = try sous(["validate", "--base-url", "http://10.213.0.11:8000/v1", "--model", "sous-sim/tiny-agent", "-r", wrong])
+        #expect(validate.status == 1 && validate.out.contains("FAIL  streamed tool call"), "\(validate.out)")
+        let session = try sous(["validate", "--base-url", "http://10.213.0.11:8000/v1", "--model", "sous-sim/tiny-agent", "--session", "--turns", "2", "--tools", "4"])
+        #expect(session.status == 1 && session.out.contains("turn  1  FAIL"), "\(session.out)")
     }
 
     /// The same probes against the real engine and against the modelled one given the very arguments sous rendered:

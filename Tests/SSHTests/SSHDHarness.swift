@@ -10,6 +10,9 @@ final class SSHDHarness: @unchecked Sendable {
     static let user = "soustest"
     /// A user with no sudo rights, to see sudo ask for a password.
     static let plainUser = "soustest2"
+    /// A user whose sudo asks for this password (`--ask-sudo-password`).
+    static let passwordUser = "soustest3"
+    static let sudoPassword = "pw-\(UUID().uuidString.prefix(12))"
     private static let lock = NSLock()
     nonisolated(unsafe) private static var nextOctet = 10
     /// Addresses a live harness holds, even while one of its sshds is restarting (a free port 22 does not make an
@@ -32,7 +35,7 @@ final class SSHDHarness: @unchecked Sendable {
         try Self.ensureUsers()
         try sh("ssh-keygen -q -t ed25519 -N '' -C sous-test -f \(clientKey)")
         let pub = try String(contentsOfFile: clientKey + ".pub", encoding: .utf8)
-        for u in [Self.user, Self.plainUser] { try pub.write(toFile: "\(dir)/authorized/\(u)", atomically: true, encoding: .utf8) }
+        for u in [Self.user, Self.plainUser, Self.passwordUser] { try pub.write(toFile: "\(dir)/authorized/\(u)", atomically: true, encoding: .utf8) }
         try sh("mkdir -p /run/sshd && chmod 0755 /run/sshd")
         var known = ""
         for i in 0..<nodes {
@@ -191,11 +194,22 @@ final class SSHDHarness: @unchecked Sendable {
 
     static func ensureUsers() throws {
         lock.lock(); defer { lock.unlock() }
-        for u in [user, plainUser] where (try? sh("id -u \(u)")) == nil {
+        for u in [user, plainUser, passwordUser] where (try? sh("id -u \(u)")) == nil {
             try sh("useradd -m -s /bin/sh \(u) && usermod -p '*' \(u)")
         }
         try "\(user) ALL=(ALL) NOPASSWD:ALL\n".write(toFile: "/etc/sudoers.d/\(user)", atomically: true, encoding: .utf8)
-        try sh("chmod 0440 /etc/sudoers.d/\(user)")
+        try "\(passwordUser) ALL=(ALL) ALL\n".write(toFile: "/etc/sudoers.d/\(passwordUser)", atomically: true, encoding: .utf8)
+        try sh("chmod 0440 /etc/sudoers.d/\(user) /etc/sudoers.d/\(passwordUser)")
+        // The password on stdin (chpasswd), never on a command line; a new one for each test run.
+        let set = Process()
+        set.executableURL = URL(fileURLWithPath: "/usr/sbin/chpasswd")
+        let pipe = Pipe()
+        set.standardInput = pipe
+        try set.run()
+        pipe.fileHandleForWriting.write(Data("\(passwordUser):\(sudoPassword)\n".utf8))
+        try pipe.fileHandleForWriting.close()
+        set.waitUntilExit()
+        guard set.terminationStatus == 0 else { throw HarnessError("chpasswd failed for \(passwordUser)") }
     }
 }
 

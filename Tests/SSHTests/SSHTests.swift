@@ -268,6 +268,33 @@ import SousSim
         #expect(e?.hint?.contains("NOPASSWD") == true)
     }
 
+    /// `--ask-sudo-password`: the password goes on the sudo command's stdin, ahead of the command's own input, and
+    /// never into the command line; a wrong one is the sudo error, named as a refusal.
+    @Test func aSudoPasswordTravelsOnStdinOnly() async throws {
+        var transport = harness.transport()
+        transport.sudoPassword = Secret(SSHDHarness.sudoPassword)
+        let s = try await transport.connect(harness.node(0, user: SSHDHarness.passwordUser))
+        let cmd = RemoteCommand(["sh", "-c", "id -u; cat"], stdin: Data("the command's own input\n".utf8), timeout: .seconds(30), sudo: true)
+        let r = try await s.run(cmd)
+        #expect(r.ok && r.stdoutText == "0\nthe command's own input\n", "\(r.stdoutText) \(r.stderrText)")
+        #expect(!(try cmd.commandLine(sudoPasswordOnStdin: true)).contains(SSHDHarness.sudoPassword))
+        // Uploads as root go through the same sudo.
+        let path = "/root/sous-sudo-password-\(UUID().uuidString.prefix(8))"
+        try await s.upload(Data("x\n".utf8), to: path, mode: 0o600, sudo: true)
+        #expect(try await s.run(RemoteCommand(["sh", "-c", "stat -c %U \"$1\"; rm -f \"$1\"", "sous", path], timeout: .seconds(30), sudo: true)).stdoutText == "root\n")
+        await s.close()
+        // Without it, and with a wrong one.
+        let without = try await harness.transport().connect(harness.node(0, user: SSHDHarness.passwordUser))
+        let missing = await sshError { _ = try await without.run(RemoteCommand(["true"], timeout: .seconds(30), sudo: true)) }
+        #expect(missing?.kind == .sudoPassword && missing?.hint?.contains("--ask-sudo-password") == true)
+        await without.close()
+        transport.sudoPassword = Secret("wrong")
+        let wrong = try await transport.connect(harness.node(0, user: SSHDHarness.passwordUser))
+        let refused = await sshError { _ = try await wrong.run(RemoteCommand(["true"], timeout: .seconds(30), sudo: true)) }
+        #expect(refused?.kind == .sudoPassword && refused?.detail.contains("refused the password") == true, "\(refused?.detail ?? "")")
+        await wrong.close()
+    }
+
     @Test func uploadSetsModeAndReplacesAtomically() async throws {
         let s = try await session()
         let path = "/home/\(SSHDHarness.user)/sous-upload-test.env"

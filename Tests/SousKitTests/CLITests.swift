@@ -93,6 +93,14 @@ func sous(_ args: [String]) throws -> (out: String, err: String, status: Int32) 
         #expect(r.err.contains("hint: did you mean `nemotron_v3`?"))
     }
 
+    /// --ask-sudo-password reads the terminal; without one (setsid: no controlling terminal) it stops before any node.
+    @Test func askSudoPasswordWithoutATerminalStopsFirst() throws {
+        let r = try runSous(["exec", "-i", "inventory/two-sparks.yaml", "--ask-sudo-password", "--", "true"], env: "/usr/bin/setsid -w")
+        #expect(r.status == 2, "\(r.err)")
+        #expect(r.err.hasPrefix("error: --ask-sudo-password needs a terminal to read the password from (/dev/tty: "), "\(r.err)")
+        #expect(!r.err.contains("connect"), "no node was tried: \(r.err)")
+    }
+
     @Test func usageErrorsExitTwo() throws {
         #expect(try sous(["render", "--recipe", "x"]).status == 2)
         #expect(try sous(["frobnicate"]).status == 2)

@@ -38,15 +38,27 @@ public struct RemoteCommand: Sendable, CustomStringConvertible {
     }
 
     /// The exact line the SSH exec request carries. `exec` replaces the login shell, so the exit status
-    /// or signal sshd reports is the command's own.
-    public func commandLine() throws(ShellQuote.Unrepresentable) -> String {
+    /// or signal sshd reports is the command's own. With `sudoPasswordOnStdin`, the first line of stdin is the
+    /// sudo password (`withSudoPassword`): read by the shell, handed to `sudo -S -v` on a pipe, then the command
+    /// runs under `sudo -n` on the ticket that left (keyed on its parent, this shell), with the rest of stdin.
+    /// The password is never in argv; a user without a password requirement validates without reading it.
+    public func commandLine(sudoPasswordOnStdin: Bool = false) throws(ShellQuote.Unrepresentable) -> String {
         var argv = self.argv
         if let timeout {
             let seconds = max(1, Int((Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18).rounded(.up)))
             argv = ["timeout", "-k", "5", "\(seconds)"] + argv
         }
-        if sudo { argv = ["sudo", "-n", "--"] + argv }
+        if sudo && sudoPasswordOnStdin {
+            argv = ["sh", "-c", #"IFS= read -r p; printf '%s\n' "$p" | sudo -S -v -p '' 2>/dev/null; p=; sudo -n -- "$@""#, "sous-sudo"] + argv
+        } else if sudo {
+            argv = ["sudo", "-n", "--"] + argv
+        }
         return "exec " + (try ShellQuote.join(argv))
+    }
+
+    /// The stdin a sudo command carries when the nodes' sudo needs a password: the password's line first.
+    public static func withSudoPassword(_ password: Secret, _ stdin: Data?) -> Data {
+        Data((password.reveal() + "\n").utf8) + (stdin ?? Data())
     }
 
     public var description: String { (try? commandLine()) ?? argv.joined(separator: " ") }
