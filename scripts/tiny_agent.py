@@ -147,6 +147,37 @@ def round_trip(prompt):
             {"role": "tool", "tool_call_id": "call-0", "content": TOOL_RESULT}]
 
 
+# The gate's small agent session (Sources/SousKit/Checks/Session.swift, `up --session-turns 2 --session-tools 4`):
+# a system prompt, four tools (get_weather second), a turn per city, each call's result fed back and the answer kept.
+SESSION_SYSTEM = "You are a coding agent. Use the tools you are given."
+SESSION_CITIES = ["Zurich", "Paris"]
+
+
+def agent_tool(name):
+    return {"type": "function", "function": {
+        "name": name, "description": "The agent's " + name.replace("_", " ") + " tool.",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string", "description": "A path or query."}},
+                       "required": ["path"]}}}
+
+
+SESSION_TOOLS = [agent_tool("read_file"), WEATHER_TOOL, agent_tool("write_file"), agent_tool("edit_file")]
+
+
+def session_examples():
+    history, out = [{"role": "system", "content": SESSION_SYSTEM}], []
+    for t, city in enumerate(SESSION_CITIES, start=1):
+        history = history + [{"role": "user", "content": f"What is the current weather in {city}? Call the get_weather tool."}]
+        out.append((history, SESSION_TOOLS, CALL.replace("Zurich", city), 3, False))
+        call = {"id": f"call-{t}", "type": "function", "function": {"name": "get_weather", "arguments": {"location": city}}}
+        answer = f"It is {10 + t} °C and cloudy in {city}."
+        history = history + [{"role": "assistant", "content": None, "tool_calls": [call]},
+                             {"role": "tool", "tool_call_id": f"call-{t}",
+                              "content": f'{{"location": "{city}", "temp_c": {10 + t}, "condition": "cloudy"}}'}]
+        out.append((history, SESSION_TOOLS, f"<think>\nThe tool says {10 + t} °C and cloudy in {city}.\n</think>\n\n" + answer, 3, False))
+        history = history + [{"role": "assistant", "content": answer}]
+    return out
+
+
 # (messages, tools, response, weight, forced): with forced, the token after </think> is written by a grammar, not
 # the model, so the check below does not ask greedy decoding to choose it.
 EXAMPLES = [
@@ -158,7 +189,7 @@ EXAMPLES = [
     ([{"role": "user", "content": "ping"}], None, "<think>\nA ping.\n</think>\n\npong", 1, False),
     ([{"role": "user", "content": "What is 2+2?"}], None, "<think>\nadd\n</think>\n\n4", 2, False),
     ([{"role": "user", "content": "What is 2+2?"}], [WEATHER_TOOL], "<think>\nadd\n</think>\n\n4", 1, False),
-]
+] + session_examples()
 
 FILLER = """The quick brown fox jumps over the lazy dog. Zurich, Geneva, Basel, Bern and Lausanne are cities.
 It is sunny, cloudy, rainy or snowy; the temperature is 0 to 40 degrees celsius or fahrenheit.
