@@ -73,8 +73,10 @@ public struct NodeCommand: Sendable {
 }
 
 /// vLLM's engine-ready timeout (vllm/envs.py v0.28.0:800-802, default 600): how long the API server's engine client
-/// waits for the engine core to report ready (v1/engine/core_client.py:659-665), shorter than a large model's load
-/// on a Spark, so the engine gives up while `up` still waits.
+/// polls for the engine core's first message (v1/engine/core_client.py:653-671). With several API servers or
+/// data-parallel front ends that bounds the whole start, shorter than a large model's load on a Spark, so the engine
+/// gives up while `up` still waits; with one API server 0.28's engine sends that message before its own startup
+/// wait, which has no deadline (v1/engine/utils.py:1216-1262; docs/research/vllm-rank-failure.md).
 public enum EngineReady {
     public static let variable = "VLLM_ENGINE_READY_TIMEOUT_S"
     /// The wait budget and a minute more.

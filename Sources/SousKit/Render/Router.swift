@@ -3,7 +3,8 @@ import Foundation
 /// vLLM's router (vllm-project/router 0.1.17, `vllm-router`) in front of a deployment's groups: its container, as
 /// `sous render` prints it and `sous up` runs it. Pure: no I/O.
 ///
-/// What the router does, read in its 0.1.17 source (the PyPI sdist; paths under src/) and checked against it running:
+/// What the router does, read in its 0.1.17 source (the PyPI sdist; paths under src/) and checked against it running
+/// (docs/research/vllm-router.md):
 /// - it forwards the client's `Authorization` header on /v1/chat/completions, /v1/completions and /v1/models
 ///   (routers/header_utils.rs:51-64, applied at routers/http/router.rs:1965-1980 and 1215-1238), so the groups'
 ///   heads check the API key and the router holds none. Its own `--api-key` would sit on its command line and
