@@ -102,9 +102,9 @@ public struct GroupsRunner: Sendable {
         return r
     }
 
-    func runner(for g: ServeGroup, _ deployment: Deployment? = nil) -> UpRunner {
+    func runner(for g: ServeGroup) -> UpRunner {
         var r = up
-        r.deployment = (deployment ?? d).group(g)
+        r.deployment = d.group(g)
         r.reporter = GroupReporter(base: up.reporter, group: g.name)
         return r
     }
