@@ -53,6 +53,9 @@ public struct SimAPI: Sendable {
     /// v0.28.0:493-501, set from the scheduler's num_running_reqs at :1109-1110); nothing here waits, so
     /// `vllm:num_requests_waiting` stays 0.
     public var running = 0
+    /// A rank of the group went away (SimVLLM): the next completion fails as vLLM 0.28's first collective to the
+    /// lost rank does, `RuntimeError("Worker failed with error …")` (v1/executor/multiproc_executor.py:433-437).
+    public var rankLost = false
 
     public init(args: ServeArgs, version: VLLMVersion, versionString: String, joinedRanks: Int, apiKey: String?, faults: Set<SimFault>) {
         self.args = args
@@ -106,6 +109,7 @@ public struct SimAPI: Sendable {
             return Response(status: 200, body: json(["object": "list", "data": [card]]))
         case ("POST", "/v1/chat/completions"):
             if faults.contains(.engineDead) { return error(500, "EngineDeadError: the engine died", type: "InternalServerError") }
+            if rankLost { return error(500, "Worker failed with error 'Connection closed by peer', please check the stack trace above for the root cause", type: "InternalServerError") }
             return chat(body)
         default:
             return Response(status: 404, body: #"{"detail":"Not Found"}"#)

@@ -90,12 +90,13 @@ public enum SimVLLM {
                                             joinedRanks: joined.count + 1, apiKey: env["VLLM_API_KEY"].flatMap { $0.isEmpty ? nil : $0 },
                                             faults: faults), sticky: imageFaults)
         for fd in joined {
-            // A rank that goes away kills the engine (EngineDeadError → /health 503).
+            // A rank that goes away: nothing notices while idle (no remote-worker monitor,
+            // multiproc_executor.py:295-329; /health only checks a flag, serve/instrumentator/health.py:22-33), so
+            // /health stays 200; the next request fails (SimAPI.rankLost) and the server exits.
             Thread.detachNewThread {
                 var b: UInt8 = 0
                 while read(fd, &b, 1) > 0 {}
-                log("ERROR rank connection lost; engine dead")
-                state.kill()
+                state.loseRank()
             }
         }
         if faults.contains(.crashLater) {
@@ -117,7 +118,9 @@ public enum SimVLLM {
         }
         /// Completions being answered (what /metrics reports as running).
         private var inFlight = 0
+        private var rankLost = false
         func kill() { lock.lock(); sticky.insert(.engineDead); lock.unlock() }
+        func loseRank() { lock.lock(); rankLost = true; lock.unlock() }
         func begin() { lock.lock(); inFlight += 1; lock.unlock() }
         func end() { lock.lock(); inFlight -= 1; lock.unlock() }
         func current() -> SimAPI {
@@ -125,6 +128,7 @@ public enum SimVLLM {
             var a = api
             a.faults = sticky.union(SimPaths.faultsOn().intersection(Self.switchable))
             a.running = inFlight
+            a.rankLost = rankLost
             return a
         }
     }
@@ -142,8 +146,11 @@ public enum SimVLLM {
                 log("rank \(args.nodeRank) joined; loading weights")
                 var b: UInt8 = 0
                 while read(fd, &b, 1) > 0 {}
-                log("ERROR lost the connection to rank 0; exiting")
-                die(1)
+                // vLLM 0.28's headless rank never notices rank 0 going away: its worker waits on rank 0's message
+                // queue with no timeout (v1/executor/multiproc_executor.py:1026-1032; a remote reader's
+                // socket.poll(timeout=None), distributed/device_communicators/shm_broadcast.py:882-916) and its
+                // launcher watches only the local worker (entrypoints/cli/serve.py:223-224). It stays, silent.
+                while true { sleep(3600) }
             }
             Thread.sleep(forTimeInterval: 0.2)
         }
@@ -235,6 +242,12 @@ public enum SimVLLM {
             while true { sleep(3600) }
         }
         let r = api.handle(method: method, path: path, authorization: headers["authorization"], body: body)
+        if api.rankLost, r.status == 500 {
+            // The failed request killed the engine core; the API server's watchdog (every 5 s) stops the server
+            // (entrypoints/launcher.py:170-192, VLLM_KEEP_ALIVE_ON_ENGINE_DEATH=0), a normal uvicorn return.
+            log("ERROR EngineCore encountered a fatal error. Engine dead; shutting down the API server")
+            Thread.detachNewThread { Thread.sleep(forTimeInterval: 1); die(0) }
+        }
         let reason = [200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"][r.status] ?? "OK"
         func send(_ text: String) -> Bool {
             let all = Array(text.utf8)

@@ -10,10 +10,10 @@ import Testing
         nodes = try Renderer(d).nodes()
     }
 
-    func running(_ c: NodeCommand, args: [String]? = nil, env: [(String, String)]? = nil, image: String? = nil, quant: String? = nil) -> RunningNode {
+    func running(_ c: NodeCommand, args: [String]? = nil, env: [(String, String)]? = nil, image: String? = nil, quant: String? = nil, kept: Bool = true) -> RunningNode {
         let plain = c.env.map { ($0.name, { if case .plain(let v) = $0 { return v } else { return "secret" } }($0.value)) }
         return RunningNode(node: c.node, running: true, imageRef: image ?? d.inventory.image, imageID: "sha256:abc", args: args ?? c.serveArgv,
-                           env: env ?? plain, checkpointQuantization: quant)
+                           env: env ?? plain, checkpointQuantization: quant, kept: kept)
     }
 
     func drifts(_ r: RunningNode, _ c: NodeCommand) -> [String] {
@@ -22,6 +22,15 @@ import Testing
 
     @Test func cleanNodeHasNoDrift() {
         for c in nodes { #expect(drifts(running(c), c) == []) }
+    }
+
+    /// A rank of a multi-node group without the keeper would not come back with its group after a reboot.
+    @Test func aRankWithoutTheKeeperIsDrift() {
+        #expect(drifts(running(nodes[1], kept: false), nodes[1]).first?.hasPrefix("`vllm serve` runs without sous's keeper") == true)
+        // The keeper's arguments come off before the serve flags are compared.
+        let parsed = Keeper.serveArgs(nodes[1].containerArgs)
+        #expect(parsed.kept && parsed.serve == nodes[1].serveArgv)
+        #expect(Keeper.serveArgs(nodes[1].serveArgv) == (nodes[1].serveArgv, false))
     }
 
     @Test func changedMissingAndExtraFlags() {

@@ -40,7 +40,7 @@ final class FakeCluster: @unchecked Sendable {
     func converge() throws {
         let commands = try Renderer(deployment).nodes()
         for c in commands {
-            ranks[c.node.name] = Rank(running: true, image: inv.image, serveArgv: c.serveArgv)
+            ranks[c.node.name] = Rank(running: true, image: inv.image, serveArgv: c.containerArgs)
             pulled[c.node.name, default: []].insert(inv.image)
             transport[c.node.name].files[NodePaths.envFile] = Data(try c.envFile(secret: Self.key).utf8)
         }
@@ -119,7 +119,7 @@ final class FakeCluster: @unchecked Sendable {
             n.on(DockerOps.run(c)) { [unowned self] _ in
                 with {
                     guard ranks[name] == nil else { return .fail(125, "docker: Error response from daemon: Conflict. The container name \"/sous-vllm\" is already in use") }
-                    ranks[name] = Rank(running: !crashingImages.contains(image), image: image, serveArgv: c.serveArgv)
+                    ranks[name] = Rank(running: !crashingImages.contains(image), image: image, serveArgv: c.containerArgs)
                     return .ok(String(repeating: "c", count: 64) + "\n")
                 }
             }
@@ -143,12 +143,15 @@ final class FakeCluster: @unchecked Sendable {
         let messages = req["messages"] as? [[String: Any]] ?? []
         var message: [String: Any] = ["role": "assistant", "content": "It is 12°C and cloudy in Zurich."]
         var finish = "stop"
-        if req["tools"] != nil, !messages.contains(where: { $0["role"] as? String == "tool" }) {
+        // The city the last user turn asks about (an agent session asks about another one each turn).
+        let asked = (messages.last { $0["role"] as? String == "user" }?["content"] as? String ?? "").split(separator: " ")
+        let city = asked.firstIndex(of: "in").flatMap { asked.indices.contains($0 + 1) ? asked[$0 + 1].trimmingCharacters(in: .punctuationCharacters) : nil } ?? "Zurich"
+        if req["tools"] != nil, messages.last?["role"] as? String != "tool" {
             if proseImages.contains(image) {
                 message["content"] = "I would call get_weather with location Zurich."
             } else {
                 message = ["role": "assistant", "content": NSNull(),
-                           "tool_calls": [["id": "chatcmpl-tool-1", "type": "function", "function": ["name": "get_weather", "arguments": "{\"location\": \"Zurich\"}"]]]]
+                           "tool_calls": [["id": "chatcmpl-tool-1", "type": "function", "function": ["name": "get_weather", "arguments": "{\"location\": \"\(city)\"}"]]]]
                 finish = "tool_calls"
             }
         }

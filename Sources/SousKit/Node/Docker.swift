@@ -103,7 +103,8 @@ public enum DockerOps {
         }
         return RunningNode(node: node, running: (obj["State"] as? [String: Any])?["Running"] as? Bool ?? false,
                            imageRef: config["Image"] as? String ?? "", imageID: obj["Image"] as? String ?? "",
-                           args: obj["Args"] as? [String] ?? [], env: env, checkpointQuantization: checkpointQuantization)
+                           args: Keeper.serveArgs(obj["Args"] as? [String] ?? []).serve, env: env, checkpointQuantization: checkpointQuantization,
+                           kept: Keeper.serveArgs(obj["Args"] as? [String] ?? []).kept)
     }
 }
 

@@ -11,8 +11,11 @@ public struct RunningNode: Sendable {
     public var env: [(name: String, value: String)]
     /// quant_method (config.json) or quant_algo (hf_quant_config.json) of the checkpoint in the node's HF cache.
     public var checkpointQuantization: String?
+    /// `vllm serve` runs under sous's keeper (Keeper): it comes back with its group after a reboot.
+    public var kept: Bool
 
-    public init(node: NodeSpec, running: Bool, imageRef: String, imageID: String, args: [String], env: [(name: String, value: String)], checkpointQuantization: String?) {
+    public init(node: NodeSpec, running: Bool, imageRef: String, imageID: String, args: [String], env: [(name: String, value: String)], checkpointQuantization: String?, kept: Bool = false) {
+        self.kept = kept
         self.node = node
         self.running = running
         self.imageRef = imageRef
@@ -60,6 +63,9 @@ public enum Audit {
         if r.imageRef == d.inventory.image { f.append(Finding(kind: .ok, text: "image \(r.imageRef) \(r.imageID.prefix(19))")) }
         else { drift("image \(r.imageRef), the inventory pins \(d.inventory.image)") }
 
+        if Keeper.serveArgs(expected.containerArgs).kept && !r.kept {
+            drift("`vllm serve` runs without sous's keeper (started by an older sous or by hand): after a reboot this rank would not come back with its group; sous up restarts it with one")
+        }
         let version = VLLMVersion.fromImage(r.imageRef) ?? d.inventory.vllmVersion ?? ParserCatalog.builtin.releases.last!.version
         let want = flags(expected.serveArgv), have = flags(r.args)
         if want.model != have.model { drift("model \(have.model ?? "none"), the recipe serves \(want.model ?? "none")") }

@@ -55,6 +55,8 @@ public struct NodeCommand: Sendable {
     public var dockerArgv: [String]
     /// The `vllm serve …` part alone (after the entrypoint), for audits and the sim.
     public var serveArgv: [String]
+    /// Everything after the image (what `docker inspect` shows as Args): the keeper and `vllm serve …`, or `serve …`.
+    public var containerArgs: [String] = []
 
     public var isHead: Bool { rank == 0 }
 
@@ -234,8 +236,12 @@ public struct Renderer: Sendable {
         }
 
         switch inventory.launcher {
+        case .mp where group.nodes.count > 1:
+            // Back by itself after a reboot, with its group (Keeper).
+            docker += ["--restart", "unless-stopped", "--entrypoint", "python3", inventory.image]
+                + Keeper.containerArgs(rank: rank, group: group, servedModel: recipe.servedModelName, serve: serve)
         case .mp:
-            docker += ["--entrypoint", "vllm", inventory.image] + serve
+            docker += ["--restart", "unless-stopped", "--entrypoint", "vllm", inventory.image] + serve
         case .ray where rank == 0:
             let start = ["ray", "start", "--head", "--port", "\(NodePaths.rayPort)", "--node-ip-address", node.interconnectIP]
             let script = try ShellQuote.join(start) + " && exec " + ShellQuote.join(["vllm"] + serve)
@@ -246,8 +252,9 @@ public struct Renderer: Sendable {
         }
         // Reject NUL and other unrepresentable input before anything is shown or run.
         _ = try ShellQuote.join(docker)
-        let command = NodeCommand(node: node, rank: rank, group: group.index, env: env(for: node, rank: rank), dockerArgv: docker,
+        var command = NodeCommand(node: node, rank: rank, group: group.index, env: env(for: node, rank: rank), dockerArgv: docker,
                                   serveArgv: inventory.launcher == .ray && rank > 0 ? [] : serve)
+        command.containerArgs = Array(docker[(docker.lastIndex(of: inventory.image)! + 1)...])
         _ = try command.envFile()
         return command
     }

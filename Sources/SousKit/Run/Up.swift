@@ -267,7 +267,7 @@ extension UpRunner {
         if let decided = c.mustStart { return decided }
         let byName = c.byName, imageID = c.imageID
         let current = try await c.everyNode("inspect") { node, s -> Bool in
-            try await s.run(DockerOps.current()).value == DockerOps.currentLine(imageID: imageID, serveArgv: byName[node.name]!.serveArgv)
+            try await s.run(DockerOps.current()).value == DockerOps.currentLine(imageID: imageID, serveArgv: byName[node.name]!.containerArgs)
         }
         let must = c.envChanged || !current.values.allSatisfy { $0 }
         if must {

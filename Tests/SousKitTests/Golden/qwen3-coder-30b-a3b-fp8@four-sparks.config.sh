@@ -56,8 +56,44 @@ docker run -d --name sous-vllm \
   --label sous.recipe=qwen3-coder-30b-a3b-fp8 \
   --label sous.rank=0 \
   --label sous.group=pair-ab \
-  --entrypoint vllm \
-  vllm/vllm-openai:v0.24.0 serve \
+  --restart unless-stopped \
+  --entrypoint python3 \
+  vllm/vllm-openai:v0.24.0 \
+  -c 'import json, os, signal, subprocess, sys, time, urllib.request
+role, i = sys.argv[1], sys.argv.index("--")
+opts, proc = sys.argv[2:i], subprocess.Popen(sys.argv[i + 1:])
+for s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, lambda n, f: proc.send_signal(n))
+def status(url, body=None, timeout=10):
+    r = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    if body is not None and os.environ.get("VLLM_API_KEY"): r.add_header("Authorization", "Bearer " + os.environ["VLLM_API_KEY"])
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as a: return a.status
+    except urllib.error.HTTPError as e: return e.code
+    except Exception: return 0
+if role == "worker": every, limit = 5, 3
+else:
+    every, limit, base = 30, 2, "http://127.0.0.1:" + opts[0]
+    ping = json.dumps({"model": opts[1], "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}).encode()
+seen, bad = False, 0
+while proc.poll() is None:
+    for _ in range(every):
+        if proc.poll() is None: time.sleep(1)
+    if proc.poll() is not None: break
+    if role == "worker": ok = status(opts[0]) == 200
+    elif status(base + "/health") != 200: continue
+    else: ok = status(base + "/v1/chat/completions", ping, 60) == 200
+    seen, bad = seen or ok, 0 if ok else bad + (1 if seen else 0)
+    if bad >= limit:
+        print("sous-keeper: " + ("rank 0 stopped answering /health" if role == "worker" else "no completion within 60 s")
+              + ": ending this rank so that Docker starts it again and the group starts over together", file=sys.stderr, flush=True)
+        proc.terminate()
+        try: proc.wait(30)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        sys.exit(75)
+sys.exit(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode)' \
+  head 8000 qwen3-coder-30b \
+  -- vllm \
+  serve \
   --config /etc/sous/serve.yaml \
   --nnodes 2 \
   --node-rank 0 \
@@ -106,8 +142,44 @@ docker run -d --name sous-vllm \
   --label sous.recipe=qwen3-coder-30b-a3b-fp8 \
   --label sous.rank=1 \
   --label sous.group=pair-ab \
-  --entrypoint vllm \
-  vllm/vllm-openai:v0.24.0 serve \
+  --restart unless-stopped \
+  --entrypoint python3 \
+  vllm/vllm-openai:v0.24.0 \
+  -c 'import json, os, signal, subprocess, sys, time, urllib.request
+role, i = sys.argv[1], sys.argv.index("--")
+opts, proc = sys.argv[2:i], subprocess.Popen(sys.argv[i + 1:])
+for s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, lambda n, f: proc.send_signal(n))
+def status(url, body=None, timeout=10):
+    r = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    if body is not None and os.environ.get("VLLM_API_KEY"): r.add_header("Authorization", "Bearer " + os.environ["VLLM_API_KEY"])
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as a: return a.status
+    except urllib.error.HTTPError as e: return e.code
+    except Exception: return 0
+if role == "worker": every, limit = 5, 3
+else:
+    every, limit, base = 30, 2, "http://127.0.0.1:" + opts[0]
+    ping = json.dumps({"model": opts[1], "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}).encode()
+seen, bad = False, 0
+while proc.poll() is None:
+    for _ in range(every):
+        if proc.poll() is None: time.sleep(1)
+    if proc.poll() is not None: break
+    if role == "worker": ok = status(opts[0]) == 200
+    elif status(base + "/health") != 200: continue
+    else: ok = status(base + "/v1/chat/completions", ping, 60) == 200
+    seen, bad = seen or ok, 0 if ok else bad + (1 if seen else 0)
+    if bad >= limit:
+        print("sous-keeper: " + ("rank 0 stopped answering /health" if role == "worker" else "no completion within 60 s")
+              + ": ending this rank so that Docker starts it again and the group starts over together", file=sys.stderr, flush=True)
+        proc.terminate()
+        try: proc.wait(30)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        sys.exit(75)
+sys.exit(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode)' \
+  worker http://192.168.100.10:8000/health \
+  -- vllm \
+  serve \
   --config /etc/sous/serve.yaml \
   --nnodes 2 \
   --node-rank 1 \
@@ -158,8 +230,44 @@ docker run -d --name sous-vllm \
   --label sous.recipe=qwen3-coder-30b-a3b-fp8 \
   --label sous.rank=0 \
   --label sous.group=pair-cd \
-  --entrypoint vllm \
-  vllm/vllm-openai:v0.24.0 serve \
+  --restart unless-stopped \
+  --entrypoint python3 \
+  vllm/vllm-openai:v0.24.0 \
+  -c 'import json, os, signal, subprocess, sys, time, urllib.request
+role, i = sys.argv[1], sys.argv.index("--")
+opts, proc = sys.argv[2:i], subprocess.Popen(sys.argv[i + 1:])
+for s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, lambda n, f: proc.send_signal(n))
+def status(url, body=None, timeout=10):
+    r = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    if body is not None and os.environ.get("VLLM_API_KEY"): r.add_header("Authorization", "Bearer " + os.environ["VLLM_API_KEY"])
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as a: return a.status
+    except urllib.error.HTTPError as e: return e.code
+    except Exception: return 0
+if role == "worker": every, limit = 5, 3
+else:
+    every, limit, base = 30, 2, "http://127.0.0.1:" + opts[0]
+    ping = json.dumps({"model": opts[1], "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}).encode()
+seen, bad = False, 0
+while proc.poll() is None:
+    for _ in range(every):
+        if proc.poll() is None: time.sleep(1)
+    if proc.poll() is not None: break
+    if role == "worker": ok = status(opts[0]) == 200
+    elif status(base + "/health") != 200: continue
+    else: ok = status(base + "/v1/chat/completions", ping, 60) == 200
+    seen, bad = seen or ok, 0 if ok else bad + (1 if seen else 0)
+    if bad >= limit:
+        print("sous-keeper: " + ("rank 0 stopped answering /health" if role == "worker" else "no completion within 60 s")
+              + ": ending this rank so that Docker starts it again and the group starts over together", file=sys.stderr, flush=True)
+        proc.terminate()
+        try: proc.wait(30)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        sys.exit(75)
+sys.exit(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode)' \
+  head 8000 qwen3-coder-30b \
+  -- vllm \
+  serve \
   --config /etc/sous/serve.yaml \
   --nnodes 2 \
   --node-rank 0 \
@@ -208,8 +316,44 @@ docker run -d --name sous-vllm \
   --label sous.recipe=qwen3-coder-30b-a3b-fp8 \
   --label sous.rank=1 \
   --label sous.group=pair-cd \
-  --entrypoint vllm \
-  vllm/vllm-openai:v0.24.0 serve \
+  --restart unless-stopped \
+  --entrypoint python3 \
+  vllm/vllm-openai:v0.24.0 \
+  -c 'import json, os, signal, subprocess, sys, time, urllib.request
+role, i = sys.argv[1], sys.argv.index("--")
+opts, proc = sys.argv[2:i], subprocess.Popen(sys.argv[i + 1:])
+for s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, lambda n, f: proc.send_signal(n))
+def status(url, body=None, timeout=10):
+    r = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    if body is not None and os.environ.get("VLLM_API_KEY"): r.add_header("Authorization", "Bearer " + os.environ["VLLM_API_KEY"])
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as a: return a.status
+    except urllib.error.HTTPError as e: return e.code
+    except Exception: return 0
+if role == "worker": every, limit = 5, 3
+else:
+    every, limit, base = 30, 2, "http://127.0.0.1:" + opts[0]
+    ping = json.dumps({"model": opts[1], "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}).encode()
+seen, bad = False, 0
+while proc.poll() is None:
+    for _ in range(every):
+        if proc.poll() is None: time.sleep(1)
+    if proc.poll() is not None: break
+    if role == "worker": ok = status(opts[0]) == 200
+    elif status(base + "/health") != 200: continue
+    else: ok = status(base + "/v1/chat/completions", ping, 60) == 200
+    seen, bad = seen or ok, 0 if ok else bad + (1 if seen else 0)
+    if bad >= limit:
+        print("sous-keeper: " + ("rank 0 stopped answering /health" if role == "worker" else "no completion within 60 s")
+              + ": ending this rank so that Docker starts it again and the group starts over together", file=sys.stderr, flush=True)
+        proc.terminate()
+        try: proc.wait(30)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        sys.exit(75)
+sys.exit(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode)' \
+  worker http://192.168.101.10:8000/health \
+  -- vllm \
+  serve \
   --config /etc/sous/serve.yaml \
   --nnodes 2 \
   --node-rank 1 \
