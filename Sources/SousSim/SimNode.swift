@@ -64,7 +64,14 @@ public enum SimNode {
             "mount --bind \(nd)/meminfo /proc/meminfo",
             "hostname \(name)",
             startDockerd(nd),
-            "exec /usr/sbin/sshd -D -f \(nd)/sshd_config -E \(nd)/sshd.log",
+            "rm -f \(nd)/sshd.pid",
+            "/usr/sbin/sshd -D -f \(nd)/sshd_config -E \(nd)/sshd.log & sshd=$!",
+            "i=0; while [ ! -s \(nd)/sshd.pid ] && [ $i -lt 400 ]; do sleep 0.025; i=$((i+1)); done",
+            // What systemd does at boot: the units as their drop-ins say (sshd's OOMScoreAdjust), the enabled ones
+            // started (earlyoom), as the modelled systemctl keeps them (SimSystemctl).
+            "/usr/local/bin/systemctl daemon-reload || true; /usr/local/bin/systemctl restart ssh || true",
+            "if [ -f \(SimSystemctl.dir)/earlyoom.enabled ]; then /usr/local/bin/systemctl start earlyoom || true; fi",
+            "wait $sshd",
         ]
         return lines.joined(separator: "\n") + "\n"
     }

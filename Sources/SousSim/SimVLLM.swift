@@ -86,6 +86,7 @@ public enum SimVLLM {
         let joined = acceptRanks(args)
         log("All \(joined.count + 1) ranks joined; loading weights for \(args.model)")
         Thread.sleep(forTimeInterval: load)
+        for fd in joined { _ = write(fd, "R", 1) }
         let state = EngineState(api: SimAPI(args: args, version: version, versionString: version.description,
                                             joinedRanks: joined.count + 1, apiKey: env["VLLM_API_KEY"].flatMap { $0.isEmpty ? nil : $0 },
                                             faults: faults), sticky: imageFaults)
@@ -145,6 +146,13 @@ public enum SimVLLM {
                 _ = hello.withCString { write(fd, $0, strlen($0)) }
                 log("rank \(args.nodeRank) joined; loading weights")
                 var b: UInt8 = 0
+                // Until rank 0 says the engine is up, a lost connection fails this rank's start: vLLM raises
+                // "WorkerProc initialization failed due to an exception in a background process" and the headless
+                // launcher exits (v1/executor/multiproc_executor.py:779-805, 934-941).
+                if read(fd, &b, 1) != 1 {
+                    log("ERROR WorkerProc initialization failed due to an exception in a background process. See stack trace for root cause.")
+                    die(1)
+                }
                 while read(fd, &b, 1) > 0 {}
                 // vLLM 0.28's headless rank never notices rank 0 going away: its worker waits on rank 0's message
                 // queue with no timeout (v1/executor/multiproc_executor.py:1026-1032; a remote reader's

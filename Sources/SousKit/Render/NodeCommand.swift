@@ -239,7 +239,7 @@ public struct Renderer: Sendable {
         case .mp where group.nodes.count > 1:
             // Back by itself after a reboot, with its group (Keeper).
             docker += ["--restart", "unless-stopped", "--entrypoint", "python3", inventory.image]
-                + Keeper.containerArgs(rank: rank, group: group, servedModel: recipe.servedModelName, serve: serve)
+                + Keeper.containerArgs(rank: rank, group: group, masterPort: inventory.masterPort, servedModel: recipe.servedModelName, serve: serve)
         case .mp:
             docker += ["--restart", "unless-stopped", "--entrypoint", "vllm", inventory.image] + serve
         case .ray where rank == 0:

@@ -262,14 +262,19 @@ extension UpRunner {
     }
 
     /// Decides once whether any rank must restart: every rank must run exactly the rendered command from the
-    /// pulled image, with an unchanged env file. If not, removes every container, the head first (it serves).
+    /// pulled image, with an unchanged env file, and the group must answer /health (ranks that run the right command
+    /// but do not serve are a group that did not start over together: a rank 0 waiting for a rank left from before
+    /// waits for ever, docs/research/vllm-rank-failure.md). If not, removes every container, the head first.
     static func decideStart(_ c: UpContext) async throws -> Bool {
         if let decided = c.mustStart { return decided }
         let byName = c.byName, imageID = c.imageID
         let current = try await c.everyNode("inspect") { node, s -> Bool in
             try await s.run(DockerOps.current()).value == DockerOps.currentLine(imageID: imageID, serveArgv: byName[node.name]!.containerArgs)
         }
-        let must = c.envChanged || !current.values.allSatisfy { $0 }
+        let r = c.runner
+        let serving = current.values.allSatisfy { $0 } ? (try? await r.probe.get(c.inv.baseURL + "/health", bearer: nil, timeout: .seconds(5)))?.status == 200 : true
+        if !serving { r.reporter.warning("every rank runs the rendered command but \(c.inv.baseURL)/health does not answer 200: starting the group over together") }
+        let must = c.envChanged || !current.values.allSatisfy { $0 } || !serving
         if must {
             for node in c.inv.ranked.map(\.node) { _ = try await c.run(node, DockerOps.remove(), step: "start") }
         }
