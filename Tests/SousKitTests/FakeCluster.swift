@@ -76,7 +76,7 @@ final class FakeCluster: @unchecked Sendable {
         }
         n.on(DockerOps.state()) { [unowned self] _ in
             guard let r = with({ ranks[name] }) else { return .fail(1, "Error: No such object: sous-vllm") }
-            return .ok(r.running ? "true 0\n" : "false 1\n")
+            return .ok(r.running ? "running 0 0\n" : "exited 0 1\n")
         }
         n.on(DockerOps.configImage()) { [unowned self] _ in with { ranks[name] }.map { .ok($0.image + "\n") } ?? .fail(1, "Error: No such object: sous-vllm") }
         n.on(DockerOps.logs(tail: 1)) { _ in .ok("INFO engine loading\n") }

@@ -54,12 +54,23 @@ public enum DockerOps {
         return "true \(imageID) " + String(decoding: args, as: UTF8.self)
     }
 
-    public static func state() -> RemoteCommand {
-        RemoteCommand(["docker", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", container], timeout: .seconds(30))
+    /// Turns the restart policy off: an engine that crashed at start stays down instead of crashing in a loop.
+    public static func noRestart() -> RemoteCommand {
+        RemoteCommand(["docker", "update", "--restart", "no", container], timeout: .seconds(30))
     }
 
-    /// Whether `state()` says the container runs.
-    public static func isRunning(_ r: CommandResult) -> Bool { r.ok && r.stdoutText.hasPrefix("true") }
+    /// Status (`running`, `restarting`, `exited`…), restarts since it was created, the last exit code.
+    public static func state() -> RemoteCommand {
+        RemoteCommand(["docker", "inspect", "--format", "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}", container], timeout: .seconds(30))
+    }
+
+    /// Whether `state()` says the container runs; with `fresh` (it was created by this run), also that it never
+    /// exited: with a restart policy Docker starts a crashed engine again (`restarting`, and `Running` stays true),
+    /// so a crash shows only in the count.
+    public static func isRunning(_ r: CommandResult, fresh: Bool) -> Bool {
+        let f = r.stdoutText.split(separator: " ")
+        return r.ok && f.first == "running" && (!fresh || f.dropFirst().first == "0")
+    }
 
     /// The image reference the container was started from (what a roll goes back to).
     public static func configImage() -> RemoteCommand {

@@ -316,10 +316,13 @@ extension UpRunner {
             if r.interruptible { try r.interruption.check("wait", state: afterStart) }
             for node in inv.ranked.map(\.node) {
                 let state = try await c.run(node, DockerOps.state(), step: "wait")
-                if !DockerOps.isRunning(state) {
-                    throw StepFailure(step: "wait: container running", node: node.name, cause: "the engine container exited (\(state.value))",
+                if !DockerOps.isRunning(state, fresh: c.restarted) {
+                    let f = state.value.split(separator: " ")
+                    for n in inv.nodes { _ = try? await c.session(n).run(DockerOps.noRestart()) }
+                    throw StepFailure(step: "wait: container running", node: node.name,
+                                      cause: "the engine container exited (" + (f.count == 3 ? "exit code \(f[2]); \(f[0]), \(f[1]) restart\(f[1] == "1" ? "" : "s")" : state.value) + ")",
                                       logTail: await c.logTail(node, 15),
-                                      hint: "read the log above; `sous render --recipe \(c.d.recipe.name) --inventory \(inv.file) --node \(node.name)` shows what it ran", exitCode: .checkFailed)
+                                      hint: "read the log above (the ranks' restart policy is off now, so it does not crash in a loop; `sous up` sets it again); `sous render --recipe \(c.d.recipe.name) --inventory \(inv.file) --node \(node.name)` shows what it ran", exitCode: .checkFailed)
                 }
             }
             if let h = try? await r.probe.get(inv.baseURL + "/health", bearer: nil, timeout: .seconds(5)), h.status == 200 {

@@ -70,21 +70,32 @@ def status(url, body=None, timeout=10):
         with urllib.request.urlopen(r, timeout=timeout) as a: return a.status
     except urllib.error.HTTPError as e: return e.code
     except Exception: return 0
+def link():
+    import ipaddress
+    ip = ipaddress.ip_address(opts[1])
+    want = (ip.packed[::-1].hex() if ip.version == 4 else "".join(ip.packed[i:i + 4][::-1].hex() for i in range(0, 16, 4))).upper() + ":%04X" % int(opts[2])
+    states = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try: states |= {f[3] for f in (l.split() for l in open(table).read().splitlines()[1:]) if f[2] == want}
+        except OSError: pass
+    return "up" if "01" in states else "closed" if "08" in states else "none"
 if role == "worker": every, limit = 5, 3
 else:
     every, limit, base = 30, 2, "http://127.0.0.1:" + opts[0]
     ping = json.dumps({"model": opts[1], "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}).encode()
-seen, bad = False, 0
+seen, bad, linked, lost = False, 0, False, 0
 while proc.poll() is None:
     for _ in range(every):
         if proc.poll() is None: time.sleep(1)
     if proc.poll() is not None: break
-    if role == "worker": ok = status(opts[0]) == 200
+    if role == "worker":
+        ok, state = status(opts[0]) == 200, link()
+        linked, lost = linked or state == "up", 0 if state == "up" else lost + (1 if linked or state == "closed" else 0)
     elif status(base + "/health") != 200: continue
     else: ok = status(base + "/v1/chat/completions", ping, 60) == 200
     seen, bad = seen or ok, 0 if ok else bad + (1 if seen else 0)
-    if bad >= limit:
-        print("sous-keeper: " + ("rank 0 stopped answering /health" if role == "worker" else "no completion within 60 s")
+    if bad >= limit or lost >= 2:
+        print("sous-keeper: " + ("rank 0 stopped answering /health" if bad >= limit and role == "worker" else "rank 0'\''s rendezvous connection is gone" if lost >= 2 else "no completion within 60 s")
               + ": ending this rank so that Docker starts it again and the group starts over together", file=sys.stderr, flush=True)
         proc.terminate()
         try: proc.wait(30)
@@ -156,28 +167,39 @@ def status(url, body=None, timeout=10):
         with urllib.request.urlopen(r, timeout=timeout) as a: return a.status
     except urllib.error.HTTPError as e: return e.code
     except Exception: return 0
+def link():
+    import ipaddress
+    ip = ipaddress.ip_address(opts[1])
+    want = (ip.packed[::-1].hex() if ip.version == 4 else "".join(ip.packed[i:i + 4][::-1].hex() for i in range(0, 16, 4))).upper() + ":%04X" % int(opts[2])
+    states = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try: states |= {f[3] for f in (l.split() for l in open(table).read().splitlines()[1:]) if f[2] == want}
+        except OSError: pass
+    return "up" if "01" in states else "closed" if "08" in states else "none"
 if role == "worker": every, limit = 5, 3
 else:
     every, limit, base = 30, 2, "http://127.0.0.1:" + opts[0]
     ping = json.dumps({"model": opts[1], "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}).encode()
-seen, bad = False, 0
+seen, bad, linked, lost = False, 0, False, 0
 while proc.poll() is None:
     for _ in range(every):
         if proc.poll() is None: time.sleep(1)
     if proc.poll() is not None: break
-    if role == "worker": ok = status(opts[0]) == 200
+    if role == "worker":
+        ok, state = status(opts[0]) == 200, link()
+        linked, lost = linked or state == "up", 0 if state == "up" else lost + (1 if linked or state == "closed" else 0)
     elif status(base + "/health") != 200: continue
     else: ok = status(base + "/v1/chat/completions", ping, 60) == 200
     seen, bad = seen or ok, 0 if ok else bad + (1 if seen else 0)
-    if bad >= limit:
-        print("sous-keeper: " + ("rank 0 stopped answering /health" if role == "worker" else "no completion within 60 s")
+    if bad >= limit or lost >= 2:
+        print("sous-keeper: " + ("rank 0 stopped answering /health" if bad >= limit and role == "worker" else "rank 0'\''s rendezvous connection is gone" if lost >= 2 else "no completion within 60 s")
               + ": ending this rank so that Docker starts it again and the group starts over together", file=sys.stderr, flush=True)
         proc.terminate()
         try: proc.wait(30)
         except subprocess.TimeoutExpired: proc.kill(); proc.wait()
         sys.exit(75)
 sys.exit(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode)' \
-  worker http://192.168.100.10:8000/health \
+  worker http://192.168.100.10:8000/health 192.168.100.10 29501 \
   -- vllm \
   serve \
   --config /etc/sous/serve.yaml \
@@ -244,21 +266,32 @@ def status(url, body=None, timeout=10):
         with urllib.request.urlopen(r, timeout=timeout) as a: return a.status
     except urllib.error.HTTPError as e: return e.code
     except Exception: return 0
+def link():
+    import ipaddress
+    ip = ipaddress.ip_address(opts[1])
+    want = (ip.packed[::-1].hex() if ip.version == 4 else "".join(ip.packed[i:i + 4][::-1].hex() for i in range(0, 16, 4))).upper() + ":%04X" % int(opts[2])
+    states = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try: states |= {f[3] for f in (l.split() for l in open(table).read().splitlines()[1:]) if f[2] == want}
+        except OSError: pass
+    return "up" if "01" in states else "closed" if "08" in states else "none"
 if role == "worker": every, limit = 5, 3
 else:
     every, limit, base = 30, 2, "http://127.0.0.1:" + opts[0]
     ping = json.dumps({"model": opts[1], "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}).encode()
-seen, bad = False, 0
+seen, bad, linked, lost = False, 0, False, 0
 while proc.poll() is None:
     for _ in range(every):
         if proc.poll() is None: time.sleep(1)
     if proc.poll() is not None: break
-    if role == "worker": ok = status(opts[0]) == 200
+    if role == "worker":
+        ok, state = status(opts[0]) == 200, link()
+        linked, lost = linked or state == "up", 0 if state == "up" else lost + (1 if linked or state == "closed" else 0)
     elif status(base + "/health") != 200: continue
     else: ok = status(base + "/v1/chat/completions", ping, 60) == 200
     seen, bad = seen or ok, 0 if ok else bad + (1 if seen else 0)
-    if bad >= limit:
-        print("sous-keeper: " + ("rank 0 stopped answering /health" if role == "worker" else "no completion within 60 s")
+    if bad >= limit or lost >= 2:
+        print("sous-keeper: " + ("rank 0 stopped answering /health" if bad >= limit and role == "worker" else "rank 0'\''s rendezvous connection is gone" if lost >= 2 else "no completion within 60 s")
               + ": ending this rank so that Docker starts it again and the group starts over together", file=sys.stderr, flush=True)
         proc.terminate()
         try: proc.wait(30)
@@ -330,28 +363,39 @@ def status(url, body=None, timeout=10):
         with urllib.request.urlopen(r, timeout=timeout) as a: return a.status
     except urllib.error.HTTPError as e: return e.code
     except Exception: return 0
+def link():
+    import ipaddress
+    ip = ipaddress.ip_address(opts[1])
+    want = (ip.packed[::-1].hex() if ip.version == 4 else "".join(ip.packed[i:i + 4][::-1].hex() for i in range(0, 16, 4))).upper() + ":%04X" % int(opts[2])
+    states = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try: states |= {f[3] for f in (l.split() for l in open(table).read().splitlines()[1:]) if f[2] == want}
+        except OSError: pass
+    return "up" if "01" in states else "closed" if "08" in states else "none"
 if role == "worker": every, limit = 5, 3
 else:
     every, limit, base = 30, 2, "http://127.0.0.1:" + opts[0]
     ping = json.dumps({"model": opts[1], "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}).encode()
-seen, bad = False, 0
+seen, bad, linked, lost = False, 0, False, 0
 while proc.poll() is None:
     for _ in range(every):
         if proc.poll() is None: time.sleep(1)
     if proc.poll() is not None: break
-    if role == "worker": ok = status(opts[0]) == 200
+    if role == "worker":
+        ok, state = status(opts[0]) == 200, link()
+        linked, lost = linked or state == "up", 0 if state == "up" else lost + (1 if linked or state == "closed" else 0)
     elif status(base + "/health") != 200: continue
     else: ok = status(base + "/v1/chat/completions", ping, 60) == 200
     seen, bad = seen or ok, 0 if ok else bad + (1 if seen else 0)
-    if bad >= limit:
-        print("sous-keeper: " + ("rank 0 stopped answering /health" if role == "worker" else "no completion within 60 s")
+    if bad >= limit or lost >= 2:
+        print("sous-keeper: " + ("rank 0 stopped answering /health" if bad >= limit and role == "worker" else "rank 0'\''s rendezvous connection is gone" if lost >= 2 else "no completion within 60 s")
               + ": ending this rank so that Docker starts it again and the group starts over together", file=sys.stderr, flush=True)
         proc.terminate()
         try: proc.wait(30)
         except subprocess.TimeoutExpired: proc.kill(); proc.wait()
         sys.exit(75)
 sys.exit(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode)' \
-  worker http://192.168.101.10:8000/health \
+  worker http://192.168.101.10:8000/health 192.168.101.10 29501 \
   -- vllm \
   serve \
   --config /etc/sous/serve.yaml \
