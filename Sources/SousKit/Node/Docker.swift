@@ -112,10 +112,10 @@ public enum DockerOps {
             let p = e.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(p[0]), p.count > 1 ? String(p[1]) : "")
         }
+        let args = Keeper.serveArgs(obj["Args"] as? [String] ?? [])
         return RunningNode(node: node, running: (obj["State"] as? [String: Any])?["Running"] as? Bool ?? false,
                            imageRef: config["Image"] as? String ?? "", imageID: obj["Image"] as? String ?? "",
-                           args: Keeper.serveArgs(obj["Args"] as? [String] ?? []).serve, env: env, checkpointQuantization: checkpointQuantization,
-                           kept: Keeper.serveArgs(obj["Args"] as? [String] ?? []).kept)
+                           args: args.serve, env: env, checkpointQuantization: checkpointQuantization, kept: args.kept)
     }
 }
 

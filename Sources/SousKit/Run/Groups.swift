@@ -140,14 +140,8 @@ public struct GroupsRunner: Sendable {
     /// healthy), every group in its worker list (a roll cut short leaves one out), then the checks through it.
     func routerUp(_ router: RouterCommand, session s: NodeSession) async throws -> (Bool, [CheckResult]) {
         let clock = ContinuousClock(), t = clock.now, node = router.node.name
-        let image = router.spec.image
-        var have = try await s.run(DockerOps.imageID(image))
-        if !have.ok {
-            let pull = try await s.run(DockerOps.pull(image).stoppable(by: up.interruption))
-            if !pull.ok { throw StepFailure(step: "router: pull", node: node, cause: pull.tail(3), hint: DockerOps.pullHint(pull.stderrText + pull.stdoutText, node: node, inventory: inv.file, image: image), exitCode: .checkFailed) }
-            have = try await s.run(DockerOps.imageID(image))
-        }
-        let wanted = DockerOps.currentLine(imageID: have.value, serveArgv: router.routerArgv)
+        let (imageID, _) = try await UpRunner.ensureImage(router.spec.image, on: node, s, inventory: inv.file, stop: up.interruption, step: "router: pull")
+        let wanted = DockerOps.currentLine(imageID: imageID, serveArgv: router.routerArgv)
         let restart = try await s.run(DockerOps.current(RouterCommand.container)).value != wanted
         if restart {
             _ = try await s.run(DockerOps.remove(RouterCommand.container))

@@ -222,15 +222,21 @@ extension UpRunner {
         return (changed.isEmpty ? .ok : .changed, (changed.isEmpty ? "" : "changed on \(changed.joined(separator: ", ")): ") + records[c.inv.head.name]!.detail)
     }
 
+    /// The image on a node: its local ID, pulled first when the node lacks it (true), a failed pull with Docker's
+    /// words and what to do about them.
+    static func ensureImage(_ image: String, on node: String, _ s: NodeSession, inventory: String, stop: Interruption?, step: String) async throws -> (String, Bool) {
+        let have = try await s.run(DockerOps.imageID(image))
+        if have.ok { return (have.value, false) }
+        let pull = try await s.run(DockerOps.pull(image).stoppable(by: stop))
+        if !pull.ok { throw StepFailure(step: step, node: node, cause: pull.tail(3), hint: DockerOps.pullHint(pull.stderrText + pull.stdoutText, node: node, inventory: inventory, image: image), exitCode: .checkFailed) }
+        return (try await s.run(DockerOps.imageID(image)).value, true)
+    }
+
     /// Pulls in parallel; the same image ID everywhere.
     static func pull(_ c: UpContext) async throws -> (StepStatus, String) {
         let inv = c.inv, stop = c.stopsOn
         let ids = try await c.everyNode("pull") { node, s -> (String, Bool) in
-            let have = try await s.run(DockerOps.imageID(inv.image))
-            if have.ok { return (have.value, false) }
-            let pull = try await s.run(DockerOps.pull(inv.image).stoppable(by: stop))
-            if !pull.ok { throw StepFailure(step: "pull", node: node.name, cause: pull.tail(3), hint: DockerOps.pullHint(pull.stderrText + pull.stdoutText, node: node.name, inventory: inv.file, image: inv.image), exitCode: .checkFailed) }
-            return (try await s.run(DockerOps.imageID(inv.image)).value, true)
+            try await ensureImage(inv.image, on: node.name, s, inventory: inv.file, stop: stop, step: "pull")
         }
         let distinct = Set(ids.values.map(\.0))
         guard distinct.count == 1, let imageID = distinct.first, !imageID.isEmpty else {
